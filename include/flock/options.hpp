@@ -1,0 +1,161 @@
+// Every setting of a flock server, with the reference server's defaults, and
+// `options::from_env()` reading the same FLOCK_* variables.
+#pragma once
+
+#include <flock/log.hpp>
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flock {
+
+/// A setting has a value it cannot take. `what()` names the setting.
+class config_error : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+struct options {
+    // --- the reference server's settings -------------------------------------
+    std::string host = "0.0.0.0";                        ///< FLOCK_HOST (an extension)
+    std::uint16_t port = 8787;                           ///< FLOCK_PORT; 0 picks a free port
+    std::optional<std::string> redis_url;                ///< FLOCK_REDIS_URL
+    std::vector<std::string> api_keys;                   ///< FLOCK_API_KEYS; empty = open mode
+    std::chrono::seconds presence_ttl{30};               ///< FLOCK_PRESENCE_TTL_SECONDS
+    std::chrono::milliseconds heartbeat_interval{10000}; ///< FLOCK_HEARTBEAT_INTERVAL_MS
+    std::uint32_t max_messages_per_second = 100;         ///< FLOCK_MAX_MESSAGES_PER_SECOND
+    std::uint32_t max_room_size = 10;                    ///< FLOCK_MAX_ROOM_SIZE
+    std::optional<std::string> admin_password;           ///< FLOCK_ADMIN_PASSWORD (no admin pages yet)
+    log_level log = log_level::info;                     ///< FLOCK_LOG_LEVEL
+
+    // --- limits the reference lacks -------------------------------------------
+    std::size_t max_frame_bytes = 64 * 1024;             ///< FLOCK_MAX_FRAME_BYTES
+    std::size_t max_metadata_bytes = 4 * 1024;           ///< FLOCK_MAX_METADATA_BYTES (serialised JSON)
+    std::size_t max_id_length = 128;                     ///< FLOCK_MAX_ID_LENGTH (roomId, userId bytes)
+    std::uint32_t max_rooms_per_connection = 32;         ///< FLOCK_MAX_ROOMS_PER_CONNECTION
+    std::size_t max_send_queue_bytes = 1024 * 1024;      ///< FLOCK_MAX_SEND_QUEUE_BYTES
+    std::chrono::milliseconds handshake_timeout{10000};  ///< FLOCK_HANDSHAKE_TIMEOUT_MS
+    std::chrono::milliseconds idle_timeout{30000};       ///< FLOCK_IDLE_TIMEOUT_MS (ping at half)
+
+    /// Where log lines go; stderr when empty.
+    logger::sink_type log_sink;
+
+    logger make_logger() const { return logger(log, log_sink); }
+
+    bool api_key_accepted(std::string_view key) const {
+        for (auto const& k : api_keys)
+            if (k == key) return true;
+        return false;
+    }
+
+    /// Throws config_error when a value cannot work (a zero TTL, ...).
+    void validate() const {
+        if (presence_ttl.count() <= 0) fail("FLOCK_PRESENCE_TTL_SECONDS", "must be at least 1");
+        if (heartbeat_interval.count() <= 0) fail("FLOCK_HEARTBEAT_INTERVAL_MS", "must be at least 1");
+        if (max_messages_per_second == 0) fail("FLOCK_MAX_MESSAGES_PER_SECOND", "must be at least 1");
+        if (max_room_size == 0) fail("FLOCK_MAX_ROOM_SIZE", "must be at least 1");
+        if (max_frame_bytes < 128) fail("FLOCK_MAX_FRAME_BYTES", "must be at least 128");
+        if (max_id_length == 0) fail("FLOCK_MAX_ID_LENGTH", "must be at least 1");
+        if (max_rooms_per_connection == 0) fail("FLOCK_MAX_ROOMS_PER_CONNECTION", "must be at least 1");
+        if (max_send_queue_bytes < max_frame_bytes)
+            fail("FLOCK_MAX_SEND_QUEUE_BYTES", "must be at least FLOCK_MAX_FRAME_BYTES");
+        if (handshake_timeout.count() <= 0) fail("FLOCK_HANDSHAKE_TIMEOUT_MS", "must be at least 1");
+        if (idle_timeout.count() <= 0) fail("FLOCK_IDLE_TIMEOUT_MS", "must be at least 1");
+        for (auto const& k : api_keys)
+            if (k.empty()) fail("FLOCK_API_KEYS", "holds an empty key");
+    }
+
+    using env_getter = std::function<char const*(char const*)>;
+
+    /// Options from FLOCK_* environment variables; unset or empty variables
+    /// keep their defaults. Throws config_error naming the variable at fault.
+    static options from_env(env_getter const& get = [](char const* n) { return std::getenv(n); }) {
+        options o;
+        auto var = [&](char const* name) -> std::optional<std::string_view> {
+            char const* v = get(name);
+            if (v == nullptr || *v == '\0') return std::nullopt;
+            return std::string_view(v);
+        };
+        if (auto v = var("FLOCK_HOST")) o.host = *v;
+        if (auto v = var("FLOCK_PORT")) o.port = number<std::uint16_t>("FLOCK_PORT", *v, 0, 65535);
+        if (auto v = var("FLOCK_REDIS_URL")) o.redis_url = std::string(*v);
+        if (auto v = var("FLOCK_API_KEYS")) o.api_keys = split_keys(*v);
+        if (auto v = var("FLOCK_PRESENCE_TTL_SECONDS"))
+            o.presence_ttl = std::chrono::seconds(number<std::uint32_t>("FLOCK_PRESENCE_TTL_SECONDS", *v, 1));
+        if (auto v = var("FLOCK_HEARTBEAT_INTERVAL_MS"))
+            o.heartbeat_interval = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_HEARTBEAT_INTERVAL_MS", *v, 1));
+        if (auto v = var("FLOCK_MAX_MESSAGES_PER_SECOND"))
+            o.max_messages_per_second = number<std::uint32_t>("FLOCK_MAX_MESSAGES_PER_SECOND", *v, 1);
+        if (auto v = var("FLOCK_MAX_ROOM_SIZE")) o.max_room_size = number<std::uint32_t>("FLOCK_MAX_ROOM_SIZE", *v, 1);
+        if (auto v = var("FLOCK_ADMIN_PASSWORD")) o.admin_password = std::string(*v);
+        if (auto v = var("FLOCK_LOG_LEVEL")) {
+            auto l = log_level_from_string(*v);
+            if (!l) fail("FLOCK_LOG_LEVEL", "must be one of trace, debug, info, warn, error, silent", *v);
+            o.log = *l;
+        }
+        if (auto v = var("FLOCK_MAX_FRAME_BYTES")) o.max_frame_bytes = number<std::size_t>("FLOCK_MAX_FRAME_BYTES", *v, 128);
+        if (auto v = var("FLOCK_MAX_METADATA_BYTES")) o.max_metadata_bytes = number<std::size_t>("FLOCK_MAX_METADATA_BYTES", *v, 2);
+        if (auto v = var("FLOCK_MAX_ID_LENGTH")) o.max_id_length = number<std::size_t>("FLOCK_MAX_ID_LENGTH", *v, 1);
+        if (auto v = var("FLOCK_MAX_ROOMS_PER_CONNECTION"))
+            o.max_rooms_per_connection = number<std::uint32_t>("FLOCK_MAX_ROOMS_PER_CONNECTION", *v, 1);
+        if (auto v = var("FLOCK_MAX_SEND_QUEUE_BYTES"))
+            o.max_send_queue_bytes = number<std::size_t>("FLOCK_MAX_SEND_QUEUE_BYTES", *v, 1);
+        if (auto v = var("FLOCK_HANDSHAKE_TIMEOUT_MS"))
+            o.handshake_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_HANDSHAKE_TIMEOUT_MS", *v, 1));
+        if (auto v = var("FLOCK_IDLE_TIMEOUT_MS"))
+            o.idle_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_IDLE_TIMEOUT_MS", *v, 1));
+        o.validate();
+        return o;
+    }
+
+private:
+    [[noreturn]] static void fail(std::string_view var, std::string_view why, std::optional<std::string_view> got = {}) {
+        std::string m(var);
+        m += ' ';
+        m += why;
+        if (got) {
+            m += ", got '";
+            m += *got;
+            m += '\'';
+        }
+        throw config_error(m);
+    }
+
+    template <class N>
+    static N number(std::string_view var, std::string_view text, N min,
+                    N max = std::numeric_limits<N>::max()) {
+        std::uint64_t v = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || end != text.data() + text.size())
+            fail(var, "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max), text);
+        if (v < min || v > max)
+            fail(var, "must be from " + std::to_string(min) + " to " + std::to_string(max), text);
+        return static_cast<N>(v);
+    }
+
+    static std::vector<std::string> split_keys(std::string_view s) {
+        std::vector<std::string> keys;
+        while (!s.empty()) {
+            auto comma = s.find(',');
+            auto key = s.substr(0, comma);
+            while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
+            while (!key.empty() && key.back() == ' ') key.remove_suffix(1);
+            if (!key.empty()) keys.emplace_back(key);
+            if (comma == std::string_view::npos) break;
+            s.remove_prefix(comma + 1);
+        }
+        if (keys.empty()) fail("FLOCK_API_KEYS", "holds no key", s);
+        return keys;
+    }
+};
+
+}  // namespace flock
