@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-namespace flock {
+namespace flk {
 
 /// One immutable, reference-counted encoded message. A broadcast is encoded
 /// once and the same frame is queued on every recipient.
@@ -31,4 +31,4 @@ struct frame {
     }
 };
 
-}  // namespace flock
+}  // namespace flk

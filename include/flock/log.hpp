@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace flock {
+namespace flk {
 
 enum class log_level { trace, debug, info, warn, error, silent };
 
@@ -93,7 +93,7 @@ private:
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
         std::tm tm{};
         gmtime_r(&t, &tm);
-        char buf[32];
+        char buf[64];
         std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, int(ms));
         return buf;
@@ -123,4 +123,4 @@ private:
     sink_type sink_;
 };
 
-}  // namespace flock
+}  // namespace flk

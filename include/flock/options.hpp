@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-namespace flock {
+namespace flk {
 
 /// A setting has a value it cannot take. `what()` names the setting.
 class config_error : public std::invalid_argument {
@@ -158,4 +158,4 @@ private:
     }
 };
 
-}  // namespace flock
+}  // namespace flk

@@ -12,7 +12,7 @@
 #include <variant>
 #include <vector>
 
-namespace flock {
+namespace flk {
 
 /// A pointer position, normalised to 0..1 by clients. Relayed as given.
 struct position {
@@ -156,4 +156,4 @@ using server_message =
 /// Whether a WebSocket frame is text or binary.
 enum class frame_kind : std::uint8_t { text, binary };
 
-}  // namespace flock
+}  // namespace flk

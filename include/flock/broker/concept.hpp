@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace flock {
+namespace flk {
 
 /// A user asks to enter a room.
 struct join_request {
@@ -80,4 +80,4 @@ concept Broker =
         cb.health(health);
     };
 
-}  // namespace flock
+}  // namespace flk

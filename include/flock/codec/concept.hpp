@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace flock {
+namespace flk {
 
 /// Why a client frame could not be decoded.
 enum class decode_errc {
@@ -86,4 +86,4 @@ concept Codec = std::default_initializable<C> &&
         { c.decode_server(bytes) } -> std::same_as<std::optional<server_message>>;
     };
 
-}  // namespace flock
+}  // namespace flk

@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-namespace flock {
+namespace flk {
 
 /// Identifies one client connection for the lifetime of a transport. Never reused.
 using connection_id = std::uint64_t;
@@ -66,4 +66,4 @@ concept Transport =
         { t.now() } -> std::same_as<steady_time>;
     };
 
-}  // namespace flock
+}  // namespace flk

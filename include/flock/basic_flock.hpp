@@ -1,0 +1,557 @@
+// The protocol rules of a Flock server, with no I/O of their own: rooms,
+// members, snapshots, limits. The three policies say how bytes reach clients
+// (Transport), how instances share presence (Broker) and how messages are
+// spelled (Codec).
+//
+// Everything runs on one executor, on one thread: the transport and the
+// broker call back on it, so no state here needs a lock.
+#pragma once
+
+#include <flock/broker/concept.hpp>
+#include <flock/codec/concept.hpp>
+#include <flock/detail/rate_window.hpp>
+#include <flock/detail/string_map.hpp>
+#include <flock/frame.hpp>
+#include <flock/options.hpp>
+#include <flock/protocol.hpp>
+#include <flock/transport/concept.hpp>
+
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace flk {
+
+template <Transport TransportT, Broker BrokerT, Codec CodecT>
+class basic_flock final : private transport_events, private broker_events {
+public:
+    using transport_type = TransportT;
+    using broker_type = BrokerT;
+    using codec_type = CodecT;
+
+    /// Cursor moves that arrive before their room's join are held this long.
+    static constexpr std::chrono::milliseconds pending_cursor_window{500};
+    static constexpr std::size_t pending_cursor_limit = 3;
+    /// Traffic other than heartbeats refreshes presence at most this often.
+    static constexpr std::chrono::seconds touch_interval{1};
+
+    /// Throws config_error when `opts` cannot work.
+    basic_flock(boost::asio::any_io_executor ex, options opts)
+        : opts_(validated(std::move(opts))),
+          log_(opts_.make_logger()),
+          transport_(ex, opts_, *this),
+          broker_(ex, opts_, *this),
+          heartbeat_ack_(encode(server::heartbeat_ack{})) {}
+
+    basic_flock(basic_flock const&) = delete;
+    basic_flock& operator=(basic_flock const&) = delete;
+
+    /// Connects the broker and starts accepting clients.
+    void start() {
+        broker_.start();
+        transport_.start();
+    }
+
+    /// Graceful stop: every member's departure is announced (locally and to the
+    /// other instances) and its presence removed, then every socket is closed
+    /// with 1001 once its queued frames are sent. `done` runs when all is shut.
+    void stop(std::function<void()> done = {}) {
+        if (stopping_) return;
+        stopping_ = true;
+        for (auto& [room_id, r] : rooms_) {
+            while (!r.local.empty()) {
+                auto it = r.local.begin();
+                std::string user = it->first;
+                bool was_joined = it->second.joined;
+                r.local.erase(it);
+                if (was_joined) {
+                    broadcast(room_id, r, server::user_left{room_id, user}, 0, true);
+                    broker_.leave(room_id, user);
+                }
+            }
+            broker_.unsubscribe(room_id);
+        }
+        rooms_.clear();
+        for (auto& [id, c] : connections_) c.memberships.clear();
+        transport_.stop([this, done = std::move(done)]() mutable { broker_.stop(std::move(done)); });
+    }
+
+    TransportT& transport() noexcept { return transport_; }
+    BrokerT& broker() noexcept { return broker_; }
+    CodecT const& codec() const noexcept { return codec_; }
+    options const& config() const noexcept { return opts_; }
+
+    std::size_t connection_count() const noexcept { return connections_.size(); }
+    std::size_t room_count() const noexcept { return rooms_.size(); }
+    /// Members of `room` joined on this instance.
+    std::size_t local_member_count(std::string_view room) const {
+        auto r = rooms_.find(room);
+        if (r == rooms_.end()) return 0;
+        return std::count_if(r->second.local.begin(), r->second.local.end(),
+                             [](auto const& m) { return m.second.joined; });
+    }
+
+private:
+    // A user in a room, on one of this instance's connections.
+    struct member {
+        connection_id conn = 0;
+        metadata meta;
+        bool joined = false;        // false while the broker's answer is awaited
+        std::uint64_t join_seq = 0; // tells a current join from a superseded one
+        steady_time last_touch{};
+    };
+    struct room {
+        detail::string_map<member> local;  // by userId
+        detail::string_set remote;          // userIds present on other instances
+    };
+    struct pending_cursor {
+        std::string room_id;
+        position pos;
+        steady_time at;
+    };
+    struct membership {
+        std::string room_id;
+        std::string user_id;
+    };
+    struct connection {
+        bool authorized = false;
+        bool closing = false;
+        std::vector<membership> memberships;  // rooms joined or joining
+        std::vector<pending_cursor> pending;  // cursor moves waiting for their join
+        detail::rate_window rate;
+    };
+
+    static options validated(options o) {
+        o.validate();
+        return o;
+    }
+
+    // ---- transport_events ------------------------------------------------------
+
+    bool on_open(connection_id id, connection_info const& info) override {
+        if (stopping_) return false;
+        connection c;
+        c.authorized = opts_.api_keys.empty();
+        if (info.api_key) {
+            if (!opts_.api_key_accepted(*info.api_key)) {
+                log_.info("connection refused: invalid API key", {{"conn", id}, {"remote", info.remote}});
+                return false;
+            }
+            c.authorized = true;
+        }
+        connections_.emplace(id, std::move(c));
+        log_.debug("connection opened", {{"conn", id}, {"remote", info.remote}});
+        return true;
+    }
+
+    void on_frame(connection_id id, std::string_view payload, frame_kind kind) override {
+        auto it = connections_.find(id);
+        if (it == connections_.end() || it->second.closing) return;
+        connection& c = it->second;
+        auto now = transport_.now();
+        if (!c.rate.allow(now, opts_.max_messages_per_second)) {
+            log_.info("rate limit exceeded", {{"conn", id}});
+            refuse(id, c, error_code::rate_limited, "more than " + std::to_string(opts_.max_messages_per_second) +
+                                                        " messages per second", {});
+            return;
+        }
+        auto msg = codec_.decode(payload, kind);
+        if (!msg) {
+            auto const& e = msg.error();
+            log_.debug("message dropped", {{"conn", id}, {"reason", e.message()}});
+            if (e.deserves_reply())
+                send_error(id, error_code::invalid_message, e.message(),
+                           e.room_id.empty() ? std::nullopt : std::optional<std::string>(e.room_id));
+            return;
+        }
+        std::visit([&](auto& m) { handle(id, c, m, now); }, *msg);
+    }
+
+    void on_close(connection_id id) override {
+        auto it = connections_.find(id);
+        if (it == connections_.end()) return;
+        auto memberships = std::move(it->second.memberships);
+        connections_.erase(it);
+        for (auto const& m : memberships) depart(id, m.room_id, m.user_id);
+        log_.debug("connection closed", {{"conn", id}});
+    }
+
+    std::string health() override {
+        boost::json::object h{{"status", "ok"}};
+        broker_.health(h);
+        return boost::json::serialize(h);
+    }
+
+    // ---- broker_events ---------------------------------------------------------
+
+    void on_remote(std::string_view room_id, server_message const& msg) override {
+        auto r = rooms_.find(room_id);
+        if (r == rooms_.end()) return;  // no local member left to tell
+        std::visit([&](auto const& m) { relay(r->first, r->second, m); }, msg);
+    }
+
+    void on_evicted(std::string_view room_id, std::string_view user_id) override {
+        auto r = rooms_.find(room_id);
+        if (r == rooms_.end()) return;
+        room& rm = r->second;
+        std::string const& rid = r->first;
+        if (auto m = rm.local.find(user_id); m != rm.local.end() && m->second.joined) {
+            // One of ours went silent for the whole TTL: gone for everyone, and
+            // its socket is closed so a live client re-joins rather than lingering
+            // half present.
+            auto conn = m->second.conn;
+            std::string user(user_id);
+            rm.local.erase(m);
+            forget_membership(conn, rid);
+            log_.info("presence expired", {{"room", rid}, {"user", user}, {"conn", conn}});
+            broadcast(rid, rm, server::user_left{rid, user}, 0, false);
+            close(conn, close_code::presence_expired, "presence expired");
+        } else if (auto gone = rm.remote.find(user_id); gone != rm.remote.end()) {
+            rm.remote.erase(gone);
+            broadcast(rid, rm, server::user_left{rid, std::string(user_id)}, 0, false);
+        }
+        drop_if_empty(r);
+    }
+
+    // ---- client messages -------------------------------------------------------
+
+    void handle(connection_id id, connection& c, client::join& j, steady_time now) {
+        if (!valid_id(j.room_id) || !valid_id(j.user_id)) {
+            send_error(id, error_code::invalid_message,
+                       "roomId and userId must be 1 to " + std::to_string(opts_.max_id_length) + " bytes",
+                       j.room_id.size() <= opts_.max_id_length ? std::optional(j.room_id) : std::nullopt);
+            return;
+        }
+        if (boost::json::serialize(j.meta).size() > opts_.max_metadata_bytes) {
+            send_error(id, error_code::invalid_message, metadata_too_large(), j.room_id);
+            return;
+        }
+        if (!c.authorized) {
+            if (!j.api_key || !opts_.api_key_accepted(*j.api_key)) {
+                log_.info("join refused: invalid API key", {{"conn", id}, {"room", j.room_id}});
+                refuse(id, c, error_code::invalid_api_key, "invalid API key", j.room_id);
+                return;
+            }
+            c.authorized = true;
+        }
+        if (auto* m = find_membership(c, j.room_id)) {
+            if (m->user_id != j.user_id) {
+                // The socket changes identity in this room: the old one leaves first.
+                std::string old_user = m->user_id;
+                forget_membership(id, j.room_id);
+                depart(id, j.room_id, old_user);
+            } else if (auto* mem = find_member(j.room_id, j.user_id); mem && !mem->joined) {
+                return;  // the same join is already in flight
+            }
+        } else if (c.memberships.size() >= opts_.max_rooms_per_connection) {
+            send_error(id, error_code::too_many_rooms,
+                       "a connection may join at most " + std::to_string(opts_.max_rooms_per_connection) + " rooms",
+                       j.room_id);
+            return;
+        }
+
+        auto [r, created] = rooms_.try_emplace(j.room_id);
+        if (created) broker_.subscribe(j.room_id);  // before the join, so no broadcast is missed
+        room& rm = r->second;
+        std::string const& rid = r->first;
+        if (auto old = rm.local.find(j.user_id); old != rm.local.end() && old->second.conn != id) {
+            // Same user on a newer socket (refresh, second tab): the old socket is
+            // evicted, then the join proceeds as new. The presence stays: it is
+            // about to be rewritten by this join.
+            auto old_conn = old->second.conn;
+            bool was_joined = old->second.joined;
+            rm.local.erase(old);
+            forget_membership(old_conn, rid);
+            if (was_joined) broadcast(rid, rm, server::user_left{rid, j.user_id}, 0, true);
+            close(old_conn, close_code::replaced, "replaced by a newer connection");
+        }
+        if (!find_membership(c, rid)) c.memberships.push_back({rid, j.user_id});
+        auto seq = ++join_seq_;
+        auto& mem = rm.local[j.user_id];
+        mem = member{id, j.meta, false, seq, now};
+        broker_.join({rid, j.user_id, std::move(j.meta), opts_.max_room_size},
+                     [this, id, rid = rid, user = j.user_id, seq](join_result res) mutable {
+                         joined(id, rid, user, seq, std::move(res));
+                     });
+    }
+
+    void joined(connection_id id, std::string const& room_id, std::string const& user_id, std::uint64_t seq,
+                join_result res) {
+        auto r = rooms_.find(room_id);
+        member* mem = nullptr;
+        if (r != rooms_.end())
+            if (auto m = r->second.local.find(user_id); m != r->second.local.end() && m->second.join_seq == seq)
+                mem = &m->second;
+        if (!mem) {
+            // The joiner left, closed or was replaced meanwhile. Undo the join
+            // unless the same user has joined again since.
+            bool user_here = r != rooms_.end() && r->second.local.contains(user_id);
+            if (res.outcome == join_result::status::joined && !user_here && !stopping_)
+                broker_.leave(room_id, user_id);
+            return;
+        }
+        room& rm = r->second;
+        auto c = connections_.find(id);
+        if (res.outcome != join_result::status::joined) {
+            rm.local.erase(user_id);
+            if (c != connections_.end()) {
+                forget_membership(id, room_id);
+                if (res.outcome == join_result::status::room_full) {
+                    log_.info("join refused: room full", {{"conn", id}, {"room", room_id}});
+                    refuse(id, c->second, error_code::room_full, "room is full", room_id);
+                } else {
+                    log_.warn("join failed: presence store unavailable", {{"conn", id}, {"room", room_id}});
+                    send_error(id, error_code::internal_error, "presence store unavailable, try again", room_id);
+                    close(id, close_code::try_again_later, "presence store unavailable");
+                }
+            }
+            drop_if_empty(r);
+            return;
+        }
+
+        mem->joined = true;
+        rm.remote.erase(user_id);
+        for (auto const& other : res.others)
+            if (!rm.local.contains(other.user_id)) rm.remote.insert(other.user_id);
+        log_.debug("joined", {{"conn", id}, {"room", room_id}, {"user", user_id}});
+        transport_.send(id, encode(server::join_ack{room_id, std::move(res.others)}));
+        broadcast(room_id, rm, server::user_joined{room_id, user_id, mem->meta}, id, true);
+        if (c != connections_.end()) replay_pending(id, c->second, room_id);
+    }
+
+    void handle(connection_id id, connection& c, client::heartbeat const& h, steady_time now) {
+        transport_.send(id, heartbeat_ack_);
+        if (auto* mem = joined_member(id, c, h.room_id)) touch(h.room_id, find_membership(c, h.room_id)->user_id, *mem, now, true);
+    }
+
+    void handle(connection_id id, connection& c, client::cursor_move const& m, steady_time now) {
+        auto* mem = joined_member(id, c, m.room_id);
+        if (!mem) {
+            // Clients may send moves before their join lands: keep the freshest few.
+            if (c.pending.size() == pending_cursor_limit) c.pending.erase(c.pending.begin());
+            c.pending.push_back({m.room_id, m.pos, now});
+            return;
+        }
+        move_cursor(id, c, m.room_id, *mem, m.pos, now);
+    }
+
+    void handle(connection_id id, connection& c, client::cursor_leave const& m, steady_time now) {
+        std::erase_if(c.pending, [&](pending_cursor const& p) { return p.room_id == m.room_id; });
+        auto* mem = joined_member(id, c, m.room_id);
+        if (!mem) return;
+        auto const& user = find_membership(c, m.room_id)->user_id;
+        touch(m.room_id, user, *mem, now, false);
+        broker_.clear_cursor(m.room_id, user);
+        broadcast(m.room_id, server::cursor_removed{m.room_id, user}, id, key_of(m.room_id, user));
+    }
+
+    void handle(connection_id id, connection& c, client::presence_update& p, steady_time now) {
+        auto* mem = joined_member(id, c, p.room_id);
+        if (!mem) return;
+        metadata merged = mem->meta;
+        for (auto const& [k, v] : p.patch) merged[k] = v;
+        if (boost::json::serialize(merged).size() > opts_.max_metadata_bytes) {
+            send_error(id, error_code::invalid_message, metadata_too_large(), p.room_id);
+            return;
+        }
+        mem->meta = std::move(merged);
+        auto const& user = find_membership(c, p.room_id)->user_id;
+        touch(p.room_id, user, *mem, now, false);
+        broker_.set_metadata(p.room_id, user, mem->meta);
+        broadcast(p.room_id, server::presence_updated{p.room_id, user, std::move(p.patch)}, id,
+                  key_of(p.room_id, user));
+    }
+
+    void handle(connection_id id, connection& c, client::leave const& l, steady_time) {
+        std::erase_if(c.pending, [&](pending_cursor const& p) { return p.room_id == l.room_id; });
+        auto* m = find_membership(c, l.room_id);
+        if (!m) return;
+        std::string user = std::move(m->user_id);
+        forget_membership(id, l.room_id);
+        depart(id, l.room_id, user);
+    }
+
+    // ---- remote broadcasts -----------------------------------------------------
+
+    void relay(std::string const& room_id, room& rm, server::user_joined const& m) {
+        if (auto mine = rm.local.find(m.user_id); mine != rm.local.end()) {
+            // The same user joined on another instance: that socket is now the
+            // live one. Ours goes without touching the shared presence.
+            auto conn = mine->second.conn;
+            rm.local.erase(mine);
+            forget_membership(conn, room_id);
+            close(conn, close_code::replaced, "replaced by a newer connection");
+        }
+        rm.remote.insert(m.user_id);
+        broadcast(room_id, rm, m, 0, false);
+    }
+    void relay(std::string const& room_id, room& rm, server::user_left const& m) {
+        if (rm.local.contains(m.user_id)) return;  // an old socket elsewhere; the user is live here
+        rm.remote.erase(m.user_id);
+        broadcast(room_id, rm, m, 0, false);
+    }
+    void relay(std::string const& room_id, room& rm, server::cursor_updated const& m) {
+        broadcast(room_id, rm, m, 0, false, key_of(room_id, m.user_id), true);
+    }
+    void relay(std::string const& room_id, room& rm, server::cursor_removed const& m) {
+        broadcast(room_id, rm, m, 0, false, key_of(room_id, m.user_id));
+    }
+    void relay(std::string const& room_id, room& rm, server::presence_updated const& m) {
+        broadcast(room_id, rm, m, 0, false, key_of(room_id, m.user_id));
+    }
+    template <class M>
+    void relay(std::string const&, room&, M const&) {}  // not a broadcast: join:ack, errors, acks
+
+    // ---- helpers ---------------------------------------------------------------
+
+    void move_cursor(connection_id id, connection& c, std::string const& room_id, member& mem, position pos,
+                     steady_time now) {
+        auto const& user = find_membership(c, room_id)->user_id;
+        auto ts = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+        touch(room_id, user, mem, now, false);
+        broker_.set_cursor(room_id, user, pos, ts);
+        broadcast(room_id, server::cursor_updated{room_id, user, pos, ts}, id, key_of(room_id, user), true);
+    }
+
+    void replay_pending(connection_id id, connection& c, std::string const& room_id) {
+        auto now = transport_.now();
+        std::vector<pending_cursor> due;
+        std::erase_if(c.pending, [&](pending_cursor& p) {
+            if (now - p.at > pending_cursor_window) return true;  // too old to matter
+            if (p.room_id != room_id) return false;
+            due.push_back(std::move(p));
+            return true;
+        });
+        for (auto const& p : due)
+            if (auto* mem = joined_member(id, c, room_id)) move_cursor(id, c, room_id, *mem, p.pos, now);
+    }
+
+    // Any message is proof of life; heartbeats always refresh, the rest at most
+    // once per touch_interval so a busy cursor costs the broker little.
+    void touch(std::string const& room_id, std::string const& user, member& mem, steady_time now, bool always) {
+        if (!always && now - mem.last_touch < touch_interval) return;
+        mem.last_touch = now;
+        broker_.touch(room_id, user);
+    }
+
+    // The member `user` leaves `room`: presence removed, others told.
+    void depart(connection_id id, std::string const& room_id, std::string const& user) {
+        auto r = rooms_.find(room_id);
+        if (r == rooms_.end()) return;
+        auto m = r->second.local.find(user);
+        if (m == r->second.local.end() || m->second.conn != id) return;  // replaced meanwhile
+        bool was_joined = m->second.joined;
+        r->second.local.erase(m);
+        if (was_joined) {
+            // A join still in flight is undone when its answer arrives.
+            broadcast(r->first, r->second, server::user_left{r->first, user}, 0, true);
+            broker_.leave(room_id, user);
+        }
+        log_.debug("left", {{"conn", id}, {"room", room_id}, {"user", user}});
+        drop_if_empty(r);
+    }
+
+    template <class It>
+    void drop_if_empty(It r) {
+        if (!r->second.local.empty()) return;
+        broker_.unsubscribe(r->first);
+        rooms_.erase(r);
+    }
+
+    // Sends `msg` to every joined local member of the room but `except`,
+    // encoding it once, and hands it to the other instances when `publish`.
+    template <class M>
+    void broadcast(std::string const& room_id, room& rm, M const& msg, connection_id except, bool publish,
+                   std::uint64_t key = 0, bool conflatable = false) {
+        frame f;
+        for (auto const& [user, m] : rm.local) {
+            if (!m.joined || m.conn == except) continue;
+            if (!f.bytes) f = encode(msg, key, conflatable);
+            transport_.send(m.conn, f);
+        }
+        if (publish) broker_.publish(room_id, msg);
+    }
+    template <class M>
+    void broadcast(std::string const& room_id, M const& msg, connection_id except, std::uint64_t key,
+                   bool conflatable = false) {
+        if (auto r = rooms_.find(room_id); r != rooms_.end())
+            broadcast(room_id, r->second, msg, except, true, key, conflatable);
+    }
+
+    frame encode(server_message const& msg, std::uint64_t key = 0, bool conflatable = false) const {
+        return frame::make(codec_.encode(msg), CodecT::kind, key, conflatable);
+    }
+
+    // Frames about one user in one room share a key, so a send queue can drop
+    // a stale cursor for a newer one of the same user.
+    static std::uint64_t key_of(std::string_view room_id, std::string_view user_id) {
+        std::size_t h = std::hash<std::string_view>{}(room_id);
+        h ^= std::hash<std::string_view>{}(user_id) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+        return h == 0 ? 1 : h;
+    }
+
+    void send_error(connection_id id, error_code code, std::string message, std::optional<std::string> room_id) {
+        transport_.send(id, encode(server::error{code, std::move(message), std::move(room_id)}));
+    }
+    // An error the protocol answers by closing the socket.
+    void refuse(connection_id id, connection& c, error_code code, std::string message,
+                std::optional<std::string> room_id) {
+        send_error(id, code, std::move(message), std::move(room_id));
+        c.closing = true;
+        transport_.close(id, close_code::policy_violation, to_string(code));
+    }
+    void close(connection_id id, std::uint16_t code, std::string_view reason) {
+        if (auto c = connections_.find(id); c != connections_.end()) c->second.closing = true;
+        transport_.close(id, code, reason);
+    }
+
+    static membership* find_membership(connection& c, std::string_view room_id) {
+        for (auto& m : c.memberships)
+            if (m.room_id == room_id) return &m;
+        return nullptr;
+    }
+    void forget_membership(connection_id id, std::string_view room_id) {
+        if (auto c = connections_.find(id); c != connections_.end())
+            std::erase_if(c->second.memberships, [&](membership const& m) { return m.room_id == room_id; });
+    }
+    member* find_member(std::string_view room_id, std::string_view user_id) {
+        auto r = rooms_.find(room_id);
+        if (r == rooms_.end()) return nullptr;
+        auto m = r->second.local.find(user_id);
+        return m == r->second.local.end() ? nullptr : &m->second;
+    }
+    // This connection's member in the room, once its join has landed.
+    member* joined_member(connection_id id, connection& c, std::string_view room_id) {
+        auto* ms = find_membership(c, room_id);
+        if (!ms) return nullptr;
+        auto* mem = find_member(room_id, ms->user_id);
+        return mem && mem->conn == id && mem->joined ? mem : nullptr;
+    }
+
+    bool valid_id(std::string const& s) const { return !s.empty() && s.size() <= opts_.max_id_length; }
+    std::string metadata_too_large() const {
+        return "metadata larger than " + std::to_string(opts_.max_metadata_bytes) + " bytes";
+    }
+
+    options opts_;
+    logger log_;
+    CodecT codec_;
+    TransportT transport_;
+    BrokerT broker_;
+    frame heartbeat_ack_;  // the same bytes for every ack
+    std::unordered_map<connection_id, connection> connections_;
+    detail::string_map<room> rooms_;
+    std::uint64_t join_seq_ = 0;
+    bool stopping_ = false;
+};
+
+}  // namespace flk

@@ -1,0 +1,263 @@
+// flock's single-node server over real loopback WebSockets: the flows a
+// browser client goes through, driven by a Beast client.
+#include <flock/flock.hpp>
+
+#include "integration/ws_client.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <future>
+#include <memory>
+#include <thread>
+
+namespace server_test {
+
+namespace json = boost::json;
+using flk::test::ws_client;
+using namespace std::chrono_literals;
+
+// A flock server on 127.0.0.1 and a free port, run by a thread of its own.
+struct running_server {
+    boost::asio::io_context io;
+    std::unique_ptr<flk::single_node_server> server;
+    std::thread thread;
+    std::uint16_t port = 0;
+
+    explicit running_server(flk::options opts) {
+        opts.host = "127.0.0.1";
+        opts.port = 0;
+        server = std::make_unique<flk::single_node_server>(io.get_executor(), opts);
+        server->start();
+        port = server->transport().port();
+        thread = std::thread([this] { io.run(); });
+    }
+    // Graceful stop, waited for.
+    void stop() {
+        if (!thread.joinable()) return;
+        boost::asio::post(io, [this] { server->stop(); });
+        thread.join();
+    }
+    ~running_server() { stop(); }
+};
+
+flk::options quiet() {
+    flk::options o;
+    o.log = flk::log_level::silent;
+    return o;
+}
+
+std::string join_msg(std::string_view room, std::string_view user, std::string_view meta = "{}") {
+    return R"({"type":"join","roomId":")" + std::string(room) + R"(","userId":")" + std::string(user) +
+           R"(","metadata":)" + std::string(meta) + "}";
+}
+std::string room_msg(std::string_view type, std::string_view room, std::string_view extra = "") {
+    return R"({"type":")" + std::string(type) + R"(","roomId":")" + std::string(room) + "\"" +
+           std::string(extra) + "}";
+}
+std::string move_msg(std::string_view room, double x, double y) {
+    return room_msg("cursor:move", room,
+                    R"(,"position":{"x":)" + std::to_string(x) + R"(,"y":)" + std::to_string(y) + "}}");
+}
+
+struct fixture {
+    flk::options opts = quiet();
+    std::unique_ptr<running_server> srv = std::make_unique<running_server>(opts);
+
+    void restart() { srv = std::make_unique<running_server>(opts); }
+    std::unique_ptr<ws_client> connect(std::string target = "/") {
+        return std::make_unique<ws_client>(srv->port, target);
+    }
+    // Connects and joins; returns the client with the join:ack read.
+    std::unique_ptr<ws_client> joined(std::string_view room, std::string_view user, std::string_view meta = "{}",
+                                      json::object* ack = nullptr) {
+        auto c = connect();
+        c->send_text(join_msg(room, user, meta));
+        auto got = c->read_json();
+        BOOST_TEST_REQUIRE(got.at("type").as_string() == "join:ack");
+        if (ack) *ack = got;
+        return c;
+    }
+};
+
+}  // namespace server_test
+
+using namespace server_test;
+
+BOOST_AUTO_TEST_SUITE(server)
+
+BOOST_FIXTURE_TEST_CASE(health_and_unknown_paths, fixture) {
+    auto ok = flk::test::http_get(srv->port, "/health");
+    BOOST_TEST(ok.status == 200);
+    BOOST_TEST(ok.content_type == "application/json");
+    BOOST_TEST(json::parse(ok.body) == json::parse(R"({"status":"ok"})"));
+    BOOST_TEST(flk::test::http_get(srv->port, "/nope").status == 404);
+}
+
+BOOST_FIXTURE_TEST_CASE(join_cursor_presence_leave, fixture) {
+    auto alice = joined("room-1", "alice", R"({"name":"Alice","color":"#e91e63"})");
+    json::object ack;
+    auto bob = joined("room-1", "bob", R"({"name":"Bob"})", &ack);
+    BOOST_TEST(ack.at("users").as_array().size() == 1u);
+    BOOST_TEST(ack.at("users").at(0).at("metadata").at("name").as_string() == "Alice");
+
+    auto joined_msg = alice->read_json();
+    BOOST_TEST(joined_msg.at("type").as_string() == "user:joined");
+    BOOST_TEST(joined_msg.at("userId").as_string() == "bob");
+
+    alice->send_text(move_msg("room-1", 0.25, 0.5));
+    auto moved = bob->read_json();
+    BOOST_TEST(moved.at("type").as_string() == "cursor:updated");
+    BOOST_TEST(moved.at("userId").as_string() == "alice");
+    BOOST_TEST(moved.at("position").at("x").to_number<double>() == 0.25);
+    BOOST_TEST(moved.at("timestamp").is_number());
+
+    bob->send_text(room_msg("presence:update", "room-1", R"(,"metadata":{"status":"away"})"));
+    auto presence = alice->read_json();
+    BOOST_TEST(presence.at("type").as_string() == "presence:updated");
+    BOOST_TEST(presence.at("metadata") == json::parse(R"({"status":"away"})"));
+
+    alice->send_text(room_msg("cursor:leave", "room-1"));
+    BOOST_TEST(bob->read_json().at("type").as_string() == "cursor:removed");
+
+    alice->send_text(room_msg("heartbeat", "room-1"));
+    BOOST_TEST(alice->read_json() == json::parse(R"({"type":"heartbeat:ack"})"));
+
+    bob->send_text(room_msg("leave", "room-1"));
+    auto left = alice->read_json();
+    BOOST_TEST(left == json::parse(R"({"type":"user:left","roomId":"room-1","userId":"bob"})"));
+    BOOST_TEST(alice->got_nothing_for(100ms));  // nothing was echoed to the sender
+}
+
+BOOST_FIXTURE_TEST_CASE(closing_a_socket_is_a_leave, fixture) {
+    auto alice = joined("r", "alice");
+    auto bob = joined("r", "bob");
+    alice->read_until_type("user:joined");
+    bob.reset();
+    auto left = alice->read_until_type("user:left");
+    BOOST_TEST(left.at("userId").as_string() == "bob");
+}
+
+BOOST_FIXTURE_TEST_CASE(one_socket_many_rooms, fixture) {
+    auto alice = joined("r1", "alice");
+    alice->send_text(join_msg("r2", "alice"));
+    BOOST_TEST(alice->read_json().at("roomId").as_string() == "r2");
+    auto bob = joined("r1", "bob");
+    auto carol = joined("r2", "carol");
+    alice->send_text(move_msg("r2", 0.1, 0.2));
+    auto got = carol->read_until_type("cursor:updated");
+    BOOST_TEST(got.at("roomId").as_string() == "r2");
+    BOOST_TEST(bob->got_nothing_for(100ms));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_second_tab_replaces_the_first, fixture) {
+    auto alice = joined("r", "alice");
+    auto bob1 = joined("r", "bob");
+    alice->read_until_type("user:joined");
+    auto bob2 = joined("r", "bob");
+    BOOST_TEST(bob1->wait_close() == flk::close_code::replaced);
+    BOOST_TEST(alice->read_json().at("type").as_string() == "user:left");
+    BOOST_TEST(alice->read_json().at("type").as_string() == "user:joined");
+    bob2->send_text(move_msg("r", 0.5, 0.5));
+    BOOST_TEST(alice->read_json().at("type").as_string() == "cursor:updated");
+}
+
+BOOST_FIXTURE_TEST_CASE(flooding_is_rate_limited, fixture) {
+    opts.max_messages_per_second = 20;
+    restart();
+    auto bob = joined("r", "bob");
+    auto alice = joined("r", "alice");
+    for (int i = 0; i < 30; ++i) alice->send_text(move_msg("r", 0.5, 0.5));
+    auto err = alice->read_until_type("error");
+    BOOST_TEST(err.at("code").as_string() == "RATE_LIMITED");
+    BOOST_TEST(alice->wait_close() == flk::close_code::policy_violation);
+    BOOST_TEST(bob->read_until_type("user:left").at("userId").as_string() == "alice");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_full_room_refuses_and_closes, fixture) {
+    opts.max_room_size = 1;
+    restart();
+    auto alice = joined("r", "alice");
+    auto bob = connect();
+    bob->send_text(join_msg("r", "bob"));
+    BOOST_TEST(bob->read_json().at("code").as_string() == "ROOM_FULL");
+    BOOST_TEST(bob->wait_close() == flk::close_code::policy_violation);
+    alice->send_text(room_msg("heartbeat", "r"));
+    BOOST_TEST(alice->read_json().at("type").as_string() == "heartbeat:ack");
+}
+
+BOOST_FIXTURE_TEST_CASE(api_keys_in_the_join_or_the_url, fixture) {
+    opts.api_keys = {"secret"};
+    restart();
+    auto anon = connect();
+    anon->send_text(join_msg("r", "anon"));
+    BOOST_TEST(anon->read_json().at("code").as_string() == "INVALID_API_KEY");
+    BOOST_TEST(anon->wait_close() == flk::close_code::policy_violation);
+
+    auto keyed = connect();
+    keyed->send_text(R"({"type":"join","roomId":"r","userId":"k","metadata":{},"apiKey":"secret"})");
+    BOOST_TEST(keyed->read_json().at("type").as_string() == "join:ack");
+
+    auto by_url = connect("/?apiKey=secret");
+    by_url->send_text(join_msg("r", "u"));
+    BOOST_TEST(by_url->read_json().at("type").as_string() == "join:ack");
+
+    BOOST_TEST(ws_client::upgrade_status(srv->port, "/?apiKey=wrong") == 401);
+}
+
+BOOST_FIXTURE_TEST_CASE(bad_input_is_dropped_and_nothing_else_breaks, fixture) {
+    opts.max_frame_bytes = 1024;
+    restart();
+    auto alice = joined("r", "alice");
+    auto bob = joined("r", "bob");
+    alice->read_until_type("user:joined");
+
+    for (auto bad : {"{oops", "null", "[1,2]", R"({"type":"teleport","roomId":"r"})"}) bob->send_text(bad);
+    bob->send_text(R"({"type":"cursor:move","roomId":"r","position":{"x":"far","y":0}})");
+    BOOST_TEST(bob->read_json().at("code").as_string() == "INVALID_MESSAGE");
+    bob->send_binary("\x00\x01");
+    BOOST_TEST(bob->read_json().at("code").as_string() == "INVALID_MESSAGE");
+    BOOST_TEST(alice->got_nothing_for(100ms));
+
+    // An oversized frame costs only its sender the connection.
+    bob->send_text(std::string(2048, ' '));
+    BOOST_TEST(bob->wait_close() == flk::close_code::too_big);
+    BOOST_TEST(alice->read_until_type("user:left").at("userId").as_string() == "bob");
+    alice->send_text(room_msg("heartbeat", "r"));
+    BOOST_TEST(alice->read_json().at("type").as_string() == "heartbeat:ack");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_silent_user_is_evicted_after_the_ttl, fixture) {
+    opts.presence_ttl = 1s;
+    restart();
+    auto ghost = joined("r", "ghost");
+    auto alice = joined("r", "alice");
+    // Alice keeps heartbeating while she waits; the ghost sends nothing.
+    std::optional<json::object> left;
+    for (int i = 0; i < 40 && !left; ++i) {
+        alice->send_text(room_msg("heartbeat", "r"));
+        while (auto m = alice->read(100ms)) {
+            auto msg = json::parse(*m).as_object();
+            if (msg.at("type").as_string() == "user:left") {
+                left = msg;
+                break;
+            }
+        }
+    }
+    BOOST_TEST_REQUIRE(left.has_value());
+    BOOST_TEST(left->at("userId").as_string() == "ghost");
+    BOOST_TEST(ghost->wait_close() == flk::close_code::presence_expired);
+}
+
+BOOST_FIXTURE_TEST_CASE(graceful_stop_closes_with_going_away, fixture) {
+    auto alice = joined("r", "alice");
+    auto bob = joined("r", "bob");
+    alice->read_until_type("user:joined");
+    srv->stop();
+    BOOST_TEST(alice->wait_close() == flk::close_code::going_away);
+    BOOST_TEST(bob->wait_close() == flk::close_code::going_away);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,123 @@
+// Options: the reference's defaults, FLOCK_* variables, and clear errors.
+#include <flock/options.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+#include <string>
+
+namespace options_test {
+
+// A fake environment, so tests never touch the real one.
+struct env {
+    std::map<std::string, std::string> vars;
+    flk::options read() const {
+        return flk::options::from_env([this](char const* name) -> char const* {
+            auto it = vars.find(name);
+            return it == vars.end() ? nullptr : it->second.c_str();
+        });
+    }
+    // The message of the config_error reading this environment throws.
+    std::string error() const {
+        try {
+            read();
+        } catch (flk::config_error const& e) {
+            return e.what();
+        }
+        return "no error";
+    }
+};
+
+}  // namespace options_test
+
+using options_test::env;
+
+BOOST_AUTO_TEST_SUITE(options)
+
+BOOST_AUTO_TEST_CASE(defaults_match_the_reference_server) {
+    auto o = env{}.read();
+    BOOST_TEST(o.port == 8787);
+    BOOST_TEST(!o.redis_url.has_value());
+    BOOST_TEST(o.api_keys.empty());
+    BOOST_TEST(o.presence_ttl.count() == 30);
+    BOOST_TEST(o.heartbeat_interval.count() == 10000);
+    BOOST_TEST(o.max_messages_per_second == 100u);
+    BOOST_TEST(o.max_room_size == 10u);
+    BOOST_TEST(!o.admin_password.has_value());
+    BOOST_TEST((o.log == flk::log_level::info));
+    BOOST_TEST(o.max_frame_bytes == 65536u);
+}
+
+BOOST_AUTO_TEST_CASE(every_variable_is_read) {
+    env e{{{"FLOCK_PORT", "9000"},
+           {"FLOCK_HOST", "127.0.0.1"},
+           {"FLOCK_REDIS_URL", "redis://localhost:6380/2"},
+           {"FLOCK_API_KEYS", "alpha, beta,,gamma"},
+           {"FLOCK_PRESENCE_TTL_SECONDS", "5"},
+           {"FLOCK_HEARTBEAT_INTERVAL_MS", "2500"},
+           {"FLOCK_MAX_MESSAGES_PER_SECOND", "50"},
+           {"FLOCK_MAX_ROOM_SIZE", "3"},
+           {"FLOCK_ADMIN_PASSWORD", "s3cret"},
+           {"FLOCK_LOG_LEVEL", "debug"},
+           {"FLOCK_MAX_FRAME_BYTES", "4096"},
+           {"FLOCK_MAX_METADATA_BYTES", "512"},
+           {"FLOCK_MAX_ID_LENGTH", "64"},
+           {"FLOCK_MAX_ROOMS_PER_CONNECTION", "4"},
+           {"FLOCK_MAX_SEND_QUEUE_BYTES", "8192"},
+           {"FLOCK_HANDSHAKE_TIMEOUT_MS", "1500"},
+           {"FLOCK_IDLE_TIMEOUT_MS", "20000"}}};
+    auto o = e.read();
+    BOOST_TEST(o.port == 9000);
+    BOOST_TEST(o.host == "127.0.0.1");
+    BOOST_TEST(*o.redis_url == "redis://localhost:6380/2");
+    BOOST_TEST(o.api_keys == (std::vector<std::string>{"alpha", "beta", "gamma"}));
+    BOOST_TEST(o.presence_ttl.count() == 5);
+    BOOST_TEST(o.heartbeat_interval.count() == 2500);
+    BOOST_TEST(o.max_messages_per_second == 50u);
+    BOOST_TEST(o.max_room_size == 3u);
+    BOOST_TEST(*o.admin_password == "s3cret");
+    BOOST_TEST((o.log == flk::log_level::debug));
+    BOOST_TEST(o.max_frame_bytes == 4096u);
+    BOOST_TEST(o.max_metadata_bytes == 512u);
+    BOOST_TEST(o.max_id_length == 64u);
+    BOOST_TEST(o.max_rooms_per_connection == 4u);
+    BOOST_TEST(o.max_send_queue_bytes == 8192u);
+    BOOST_TEST(o.handshake_timeout.count() == 1500);
+    BOOST_TEST(o.idle_timeout.count() == 20000);
+}
+
+BOOST_AUTO_TEST_CASE(empty_variables_keep_the_default) {
+    auto o = env{{{"FLOCK_PORT", ""}, {"FLOCK_LOG_LEVEL", ""}}}.read();
+    BOOST_TEST(o.port == 8787);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
+    auto check = [](char const* var, char const* value) {
+        auto msg = env{{{var, value}}}.error();
+        BOOST_TEST(msg.find(var) != std::string::npos, var << '=' << value << " -> " << msg);
+        BOOST_TEST(msg.find(value) != std::string::npos, msg);
+    };
+    check("FLOCK_PORT", "http");
+    check("FLOCK_PORT", "70000");
+    check("FLOCK_PORT", "80x");
+    check("FLOCK_PRESENCE_TTL_SECONDS", "-5");
+    check("FLOCK_PRESENCE_TTL_SECONDS", "0");
+    check("FLOCK_HEARTBEAT_INTERVAL_MS", "1.5");
+    check("FLOCK_MAX_MESSAGES_PER_SECOND", "0");
+    check("FLOCK_MAX_ROOM_SIZE", "ten");
+    check("FLOCK_LOG_LEVEL", "loud");
+    check("FLOCK_MAX_FRAME_BYTES", "16");
+    check("FLOCK_IDLE_TIMEOUT_MS", "99999999999999999999999");
+}
+
+BOOST_AUTO_TEST_CASE(inconsistent_values_are_refused) {
+    auto no_keys = env{{{"FLOCK_API_KEYS", ",,"}}}.error();
+    BOOST_TEST(no_keys.find("FLOCK_API_KEYS") != std::string::npos);
+    auto tiny_queue = env{{{"FLOCK_MAX_SEND_QUEUE_BYTES", "1000"}}}.error();
+    BOOST_TEST(tiny_queue.find("FLOCK_MAX_SEND_QUEUE_BYTES") != std::string::npos);
+    flk::options o;
+    o.presence_ttl = std::chrono::seconds(0);
+    BOOST_CHECK_THROW(o.validate(), flk::config_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
