@@ -3,6 +3,7 @@
 #include <flock/flock.hpp>
 
 #include "integration/ws_client.hpp"
+#include "messages.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -16,6 +17,7 @@
 namespace server_test {
 
 namespace json = boost::json;
+namespace msg = flk::test::msg;
 using flk::test::ws_client;
 using namespace std::chrono_literals;
 
@@ -49,18 +51,6 @@ flk::options quiet() {
     return o;
 }
 
-std::string join_msg(std::string_view room, std::string_view user, std::string_view meta = "{}") {
-    return R"({"type":"join","roomId":")" + std::string(room) + R"(","userId":")" + std::string(user) +
-           R"(","metadata":)" + std::string(meta) + "}";
-}
-std::string room_msg(std::string_view type, std::string_view room, std::string_view extra = "") {
-    return R"({"type":")" + std::string(type) + R"(","roomId":")" + std::string(room) + "\"" +
-           std::string(extra) + "}";
-}
-std::string move_msg(std::string_view room, double x, double y) {
-    return room_msg("cursor:move", room,
-                    R"(,"position":{"x":)" + std::to_string(x) + R"(,"y":)" + std::to_string(y) + "}}");
-}
 
 struct fixture {
     flk::options opts = quiet();
@@ -74,7 +64,7 @@ struct fixture {
     std::unique_ptr<ws_client> joined(std::string_view room, std::string_view user, std::string_view meta = "{}",
                                       json::object* ack = nullptr) {
         auto c = connect();
-        c->send_text(join_msg(room, user, meta));
+        c->send_text(msg::join(room, user, meta));
         auto got = c->read_json();
         BOOST_TEST_REQUIRE(got.at("type").as_string() == "join:ack");
         if (ack) *ack = got;
@@ -82,9 +72,6 @@ struct fixture {
     }
 };
 
-}  // namespace server_test
-
-using namespace server_test;
 
 BOOST_AUTO_TEST_SUITE(server)
 
@@ -107,25 +94,25 @@ BOOST_FIXTURE_TEST_CASE(join_cursor_presence_leave, fixture) {
     BOOST_TEST(joined_msg.at("type").as_string() == "user:joined");
     BOOST_TEST(joined_msg.at("userId").as_string() == "bob");
 
-    alice->send_text(move_msg("room-1", 0.25, 0.5));
+    alice->send_text(msg::move("room-1", 0.25, 0.5));
     auto moved = bob->read_json();
     BOOST_TEST(moved.at("type").as_string() == "cursor:updated");
     BOOST_TEST(moved.at("userId").as_string() == "alice");
     BOOST_TEST(moved.at("position").at("x").to_number<double>() == 0.25);
     BOOST_TEST(moved.at("timestamp").is_number());
 
-    bob->send_text(room_msg("presence:update", "room-1", R"(,"metadata":{"status":"away"})"));
+    bob->send_text(msg::in_room("presence:update", "room-1", R"(,"metadata":{"status":"away"})"));
     auto presence = alice->read_json();
     BOOST_TEST(presence.at("type").as_string() == "presence:updated");
     BOOST_TEST(presence.at("metadata") == json::parse(R"({"status":"away"})"));
 
-    alice->send_text(room_msg("cursor:leave", "room-1"));
+    alice->send_text(msg::in_room("cursor:leave", "room-1"));
     BOOST_TEST(bob->read_json().at("type").as_string() == "cursor:removed");
 
-    alice->send_text(room_msg("heartbeat", "room-1"));
+    alice->send_text(msg::in_room("heartbeat", "room-1"));
     BOOST_TEST(alice->read_json() == json::parse(R"({"type":"heartbeat:ack"})"));
 
-    bob->send_text(room_msg("leave", "room-1"));
+    bob->send_text(msg::in_room("leave", "room-1"));
     auto left = alice->read_json();
     BOOST_TEST(left == json::parse(R"({"type":"user:left","roomId":"room-1","userId":"bob"})"));
     BOOST_TEST(alice->got_nothing_for(100ms));  // nothing was echoed to the sender
@@ -142,11 +129,11 @@ BOOST_FIXTURE_TEST_CASE(closing_a_socket_is_a_leave, fixture) {
 
 BOOST_FIXTURE_TEST_CASE(one_socket_many_rooms, fixture) {
     auto alice = joined("r1", "alice");
-    alice->send_text(join_msg("r2", "alice"));
+    alice->send_text(msg::join("r2", "alice"));
     BOOST_TEST(alice->read_json().at("roomId").as_string() == "r2");
     auto bob = joined("r1", "bob");
     auto carol = joined("r2", "carol");
-    alice->send_text(move_msg("r2", 0.1, 0.2));
+    alice->send_text(msg::move("r2", 0.1, 0.2));
     auto got = carol->read_until_type("cursor:updated");
     BOOST_TEST(got.at("roomId").as_string() == "r2");
     BOOST_TEST(bob->got_nothing_for(100ms));
@@ -157,10 +144,10 @@ BOOST_FIXTURE_TEST_CASE(a_second_tab_replaces_the_first, fixture) {
     auto bob1 = joined("r", "bob");
     alice->read_until_type("user:joined");
     auto bob2 = joined("r", "bob");
-    BOOST_TEST(bob1->wait_close() == flk::close_code::replaced);
+    BOOST_TEST((bob1->wait_close() == flk::close_code::replaced));
     BOOST_TEST(alice->read_json().at("type").as_string() == "user:left");
     BOOST_TEST(alice->read_json().at("type").as_string() == "user:joined");
-    bob2->send_text(move_msg("r", 0.5, 0.5));
+    bob2->send_text(msg::move("r", 0.5, 0.5));
     BOOST_TEST(alice->read_json().at("type").as_string() == "cursor:updated");
 }
 
@@ -169,10 +156,10 @@ BOOST_FIXTURE_TEST_CASE(flooding_is_rate_limited, fixture) {
     restart();
     auto bob = joined("r", "bob");
     auto alice = joined("r", "alice");
-    for (int i = 0; i < 30; ++i) alice->send_text(move_msg("r", 0.5, 0.5));
+    for (int i = 0; i < 30; ++i) alice->send_text(msg::move("r", 0.5, 0.5));
     auto err = alice->read_until_type("error");
     BOOST_TEST(err.at("code").as_string() == "RATE_LIMITED");
-    BOOST_TEST(alice->wait_close() == flk::close_code::policy_violation);
+    BOOST_TEST((alice->wait_close() == flk::close_code::policy_violation));
     BOOST_TEST(bob->read_until_type("user:left").at("userId").as_string() == "alice");
 }
 
@@ -181,10 +168,10 @@ BOOST_FIXTURE_TEST_CASE(a_full_room_refuses_and_closes, fixture) {
     restart();
     auto alice = joined("r", "alice");
     auto bob = connect();
-    bob->send_text(join_msg("r", "bob"));
+    bob->send_text(msg::join("r", "bob"));
     BOOST_TEST(bob->read_json().at("code").as_string() == "ROOM_FULL");
-    BOOST_TEST(bob->wait_close() == flk::close_code::policy_violation);
-    alice->send_text(room_msg("heartbeat", "r"));
+    BOOST_TEST((bob->wait_close() == flk::close_code::policy_violation));
+    alice->send_text(msg::in_room("heartbeat", "r"));
     BOOST_TEST(alice->read_json().at("type").as_string() == "heartbeat:ack");
 }
 
@@ -192,16 +179,16 @@ BOOST_FIXTURE_TEST_CASE(api_keys_in_the_join_or_the_url, fixture) {
     opts.api_keys = {"secret"};
     restart();
     auto anon = connect();
-    anon->send_text(join_msg("r", "anon"));
+    anon->send_text(msg::join("r", "anon"));
     BOOST_TEST(anon->read_json().at("code").as_string() == "INVALID_API_KEY");
-    BOOST_TEST(anon->wait_close() == flk::close_code::policy_violation);
+    BOOST_TEST((anon->wait_close() == flk::close_code::policy_violation));
 
     auto keyed = connect();
     keyed->send_text(R"({"type":"join","roomId":"r","userId":"k","metadata":{},"apiKey":"secret"})");
     BOOST_TEST(keyed->read_json().at("type").as_string() == "join:ack");
 
     auto by_url = connect("/?apiKey=secret");
-    by_url->send_text(join_msg("r", "u"));
+    by_url->send_text(msg::join("r", "u"));
     BOOST_TEST(by_url->read_json().at("type").as_string() == "join:ack");
 
     BOOST_TEST(ws_client::upgrade_status(srv->port, "/?apiKey=wrong") == 401);
@@ -223,9 +210,9 @@ BOOST_FIXTURE_TEST_CASE(bad_input_is_dropped_and_nothing_else_breaks, fixture) {
 
     // An oversized frame costs only its sender the connection.
     bob->send_text(std::string(2048, ' '));
-    BOOST_TEST(bob->wait_close() == flk::close_code::too_big);
+    BOOST_TEST((bob->wait_close() == flk::close_code::too_big));
     BOOST_TEST(alice->read_until_type("user:left").at("userId").as_string() == "bob");
-    alice->send_text(room_msg("heartbeat", "r"));
+    alice->send_text(msg::in_room("heartbeat", "r"));
     BOOST_TEST(alice->read_json().at("type").as_string() == "heartbeat:ack");
 }
 
@@ -237,7 +224,7 @@ BOOST_FIXTURE_TEST_CASE(a_silent_user_is_evicted_after_the_ttl, fixture) {
     // Alice keeps heartbeating while she waits; the ghost sends nothing.
     std::optional<json::object> left;
     for (int i = 0; i < 40 && !left; ++i) {
-        alice->send_text(room_msg("heartbeat", "r"));
+        alice->send_text(msg::in_room("heartbeat", "r"));
         while (auto m = alice->read(100ms)) {
             auto msg = json::parse(*m).as_object();
             if (msg.at("type").as_string() == "user:left") {
@@ -248,7 +235,7 @@ BOOST_FIXTURE_TEST_CASE(a_silent_user_is_evicted_after_the_ttl, fixture) {
     }
     BOOST_TEST_REQUIRE(left.has_value());
     BOOST_TEST(left->at("userId").as_string() == "ghost");
-    BOOST_TEST(ghost->wait_close() == flk::close_code::presence_expired);
+    BOOST_TEST((ghost->wait_close() == flk::close_code::presence_expired));
 }
 
 BOOST_FIXTURE_TEST_CASE(graceful_stop_closes_with_going_away, fixture) {
@@ -256,8 +243,10 @@ BOOST_FIXTURE_TEST_CASE(graceful_stop_closes_with_going_away, fixture) {
     auto bob = joined("r", "bob");
     alice->read_until_type("user:joined");
     srv->stop();
-    BOOST_TEST(alice->wait_close() == flk::close_code::going_away);
-    BOOST_TEST(bob->wait_close() == flk::close_code::going_away);
+    BOOST_TEST((alice->wait_close() == flk::close_code::going_away));
+    BOOST_TEST((bob->wait_close() == flk::close_code::going_away));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace server_test

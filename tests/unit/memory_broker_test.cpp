@@ -32,9 +32,6 @@ struct fixture {
 using join_status = flk::join_result::status;
 using steady = std::chrono::steady_clock;
 
-}  // namespace memory_broker_test
-
-using namespace memory_broker_test;
 
 BOOST_AUTO_TEST_SUITE(memory_broker)
 
@@ -92,3 +89,5 @@ BOOST_FIXTURE_TEST_CASE(leave_removes_at_once_and_drops_empty_rooms, fixture) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace memory_broker_test

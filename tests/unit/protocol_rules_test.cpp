@@ -5,6 +5,8 @@
 #include <flock/testing/memory_transport.hpp>
 #include <flock/testing/mock_broker.hpp>
 
+#include "messages.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -16,22 +18,10 @@
 namespace rules_test {
 
 namespace json = boost::json;
+namespace msg = flk::test::msg;
 using server_t = flk::basic_flock<flk::testing::memory_transport, flk::testing::mock_broker, flk::json_codec>;
 using client = flk::testing::memory_transport::client;
 
-std::string join_msg(std::string_view room, std::string_view user, std::string_view meta = "{}",
-                     std::string_view extra = "") {
-    return R"({"type":"join","roomId":")" + std::string(room) + R"(","userId":")" + std::string(user) +
-           R"(","metadata":)" + std::string(meta) + std::string(extra) + "}";
-}
-std::string room_msg(std::string_view type, std::string_view room, std::string_view extra = "") {
-    return R"({"type":")" + std::string(type) + R"(","roomId":")" + std::string(room) + "\"" +
-           std::string(extra) + "}";
-}
-std::string move_msg(std::string_view room, double x, double y) {
-    return room_msg("cursor:move", room,
-                    R"(,"position":{"x":)" + std::to_string(x) + R"(,"y":)" + std::to_string(y) + "}}");
-}
 
 std::vector<std::string> types_of(std::vector<json::object> const& msgs) {
     std::vector<std::string> t;
@@ -62,7 +52,7 @@ struct fixture {
 
     // Connects, joins and returns the join:ack.
     json::object join(client& c, std::string_view room, std::string_view user, std::string_view meta = "{}") {
-        c.send(join_msg(room, user, meta));
+        c.send(msg::join(room, user, meta));
         auto got = c.take_json();
         BOOST_TEST_REQUIRE(got.size() == 1u);
         BOOST_TEST_REQUIRE(got[0].at("type").as_string() == "join:ack");
@@ -77,9 +67,6 @@ struct fixture {
 
 json::array users_of(json::object const& ack) { return ack.at("users").as_array(); }
 
-}  // namespace rules_test
-
-using namespace rules_test;
 
 BOOST_AUTO_TEST_SUITE(protocol_rules)
 
@@ -107,7 +94,7 @@ BOOST_FIXTURE_TEST_CASE(join_acks_with_a_snapshot_of_everyone_else, fixture) {
 
 BOOST_FIXTURE_TEST_CASE(snapshot_carries_the_last_cursor, fixture) {
     auto& alice = joined("r1", "alice");
-    alice.send(move_msg("r1", 0.25, 0.75));
+    alice.send(msg::move("r1", 0.25, 0.75));
     auto& bob = connect();
     auto users = users_of(join(bob, "r1", "bob"));
     BOOST_TEST_REQUIRE(users.size() == 1u);
@@ -121,7 +108,7 @@ BOOST_FIXTURE_TEST_CASE(cursor_moves_reach_the_others_and_never_echo, fixture) {
     auto& carol = joined("r1", "carol");
     alice.take();
     bob.take();
-    alice.send(move_msg("r1", 0.5, 0.125));
+    alice.send(msg::move("r1", 0.5, 0.125));
     BOOST_TEST(alice.take().empty());
     for (client* c : {&bob, &carol}) {
         auto got = c->take_json();
@@ -146,7 +133,7 @@ BOOST_FIXTURE_TEST_CASE(a_broadcast_is_encoded_once_and_shared, fixture) {
     std::vector<client*> others;
     for (auto name : {"b", "c", "d"}) others.push_back(&joined("r1", name));
     for (auto* c : others) c->take();
-    alice.send(move_msg("r1", 0.1, 0.2));
+    alice.send(msg::move("r1", 0.1, 0.2));
     auto const* shared = others[0]->frames().at(0).bytes.get();
     for (auto* c : others) BOOST_TEST(c->frames().at(0).bytes.get() == shared);
 }
@@ -154,8 +141,8 @@ BOOST_FIXTURE_TEST_CASE(a_broadcast_is_encoded_once_and_shared, fixture) {
 BOOST_FIXTURE_TEST_CASE(cursor_leave_removes_the_cursor, fixture) {
     auto& alice = joined("r1", "alice");
     auto& bob = joined("r1", "bob");
-    alice.send(move_msg("r1", 0.5, 0.5));
-    alice.send(room_msg("cursor:leave", "r1"));
+    alice.send(msg::move("r1", 0.5, 0.5));
+    alice.send(msg::in_room("cursor:leave", "r1"));
     auto got = bob.take_json();
     BOOST_TEST(types_of(got) == (types{"cursor:updated", "cursor:removed"}));
     BOOST_TEST(got[1].at("userId").as_string() == "alice");
@@ -168,7 +155,7 @@ BOOST_FIXTURE_TEST_CASE(presence_merges_and_broadcasts_only_the_patch, fixture) 
     auto& alice = joined("r1", "alice", R"({"name":"Alice","color":"red"})");
     auto& bob = joined("r1", "bob");
     alice.take();
-    alice.send(room_msg("presence:update", "r1", R"(,"metadata":{"status":"away","color":"blue"})"));
+    alice.send(msg::in_room("presence:update", "r1", R"(,"metadata":{"status":"away","color":"blue"})"));
     auto got = bob.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0].at("type").as_string() == "presence:updated");
@@ -186,7 +173,7 @@ BOOST_FIXTURE_TEST_CASE(presence_merges_and_broadcasts_only_the_patch, fixture) 
 
 BOOST_FIXTURE_TEST_CASE(heartbeats_are_acked_and_refresh_presence, fixture) {
     auto& alice = joined("r1", "alice");
-    alice.send(room_msg("heartbeat", "r1"));
+    alice.send(msg::in_room("heartbeat", "r1"));
     auto got = alice.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0] == json::parse(R"({"type":"heartbeat:ack"})"));
@@ -194,7 +181,7 @@ BOOST_FIXTURE_TEST_CASE(heartbeats_are_acked_and_refresh_presence, fixture) {
 
     // Acked even for a room the socket is not in (the client's liveness check),
     // without touching anyone's presence.
-    alice.send(room_msg("heartbeat", "elsewhere"));
+    alice.send(msg::in_room("heartbeat", "elsewhere"));
     BOOST_TEST(types_of(alice.take_json()) == types{"heartbeat:ack"});
     BOOST_TEST(broker().count("touch") == 1u);
 }
@@ -202,10 +189,10 @@ BOOST_FIXTURE_TEST_CASE(heartbeats_are_acked_and_refresh_presence, fixture) {
 BOOST_FIXTURE_TEST_CASE(other_traffic_refreshes_presence_at_most_once_a_second, fixture) {
     auto& alice = joined("r1", "alice");
     transport().advance(std::chrono::seconds(2));
-    for (int i = 0; i < 5; ++i) alice.send(move_msg("r1", 0.1 * i, 0.1));
+    for (int i = 0; i < 5; ++i) alice.send(msg::move("r1", 0.1 * i, 0.1));
     BOOST_TEST(broker().count("touch") == 1u);
     transport().advance(std::chrono::milliseconds(1500));
-    alice.send(move_msg("r1", 0.9, 0.9));
+    alice.send(msg::move("r1", 0.9, 0.9));
     BOOST_TEST(broker().count("touch") == 2u);
 }
 
@@ -215,7 +202,7 @@ BOOST_FIXTURE_TEST_CASE(leave_announces_and_removes_the_empty_room, fixture) {
     alice.take();
     BOOST_TEST(srv->room_count() == 1u);
     BOOST_TEST(broker().subscribed == std::vector<std::string>{"r1"});
-    bob.send(room_msg("leave", "r1"));
+    bob.send(msg::in_room("leave", "r1"));
     auto got = alice.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0] == json::parse(R"({"type":"user:left","roomId":"r1","userId":"bob"})"));
@@ -223,7 +210,7 @@ BOOST_FIXTURE_TEST_CASE(leave_announces_and_removes_the_empty_room, fixture) {
     BOOST_TEST(broker().count("leave") == 1u);
     BOOST_TEST(broker().store().find("r1", "bob") == nullptr);
 
-    alice.send(room_msg("leave", "r1"));
+    alice.send(msg::in_room("leave", "r1"));
     BOOST_TEST(srv->room_count() == 0u);
     BOOST_TEST(broker().subscribed.empty());
     BOOST_TEST(broker().count("unsubscribe") == 1u);
@@ -249,16 +236,16 @@ BOOST_FIXTURE_TEST_CASE(one_socket_in_several_rooms_routes_by_room_id, fixture) 
     auto& bob = joined("r1", "bob");
     auto& carol = joined("r2", "carol");
     alice.take();
-    alice.send(move_msg("r2", 0.3, 0.3));
+    alice.send(msg::move("r2", 0.3, 0.3));
     BOOST_TEST(bob.take().empty());
     auto got = carol.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0].at("roomId").as_string() == "r2");
     BOOST_TEST(got[0].at("userId").as_string() == "alice-2");
 
-    alice.send(room_msg("leave", "r1"));
+    alice.send(msg::in_room("leave", "r1"));
     BOOST_TEST(types_of(bob.take_json()) == types{"user:left"});
-    alice.send(move_msg("r2", 0.4, 0.4));
+    alice.send(msg::move("r2", 0.4, 0.4));
     BOOST_TEST(types_of(carol.take_json()) == types{"cursor:updated"});
     BOOST_TEST(srv->local_member_count("r2") == 2u);
 }
@@ -269,7 +256,7 @@ BOOST_FIXTURE_TEST_CASE(too_many_rooms_on_one_socket_is_refused, fixture) {
     auto& alice = connect();
     join(alice, "r1", "a");
     join(alice, "r2", "a");
-    alice.send(join_msg("r3", "a"));
+    alice.send(msg::join("r3", "a"));
     auto got = alice.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0].at("code").as_string() == "TOO_MANY_ROOMS");
@@ -282,20 +269,20 @@ BOOST_FIXTURE_TEST_CASE(api_keys_are_required_when_configured, fixture) {
     opts.api_keys = {"k1", "k2"};
     restart();
     auto& anon = connect();
-    anon.send(join_msg("r1", "anon"));
+    anon.send(msg::join("r1", "anon"));
     auto got = anon.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0].at("type").as_string() == "error");
     BOOST_TEST(got[0].at("code").as_string() == "INVALID_API_KEY");
-    BOOST_TEST(anon.close_code() == flk::close_code::policy_violation);
+    BOOST_TEST((anon.close_code() == flk::close_code::policy_violation));
     BOOST_TEST(!anon.is_open());
 
     auto& wrong = connect();
-    wrong.send(join_msg("r1", "w", "{}", R"(,"apiKey":"nope")"));
+    wrong.send(msg::join("r1", "w", "{}", R"(,"apiKey":"nope")"));
     BOOST_TEST(wrong.take_json().at(0).at("code").as_string() == "INVALID_API_KEY");
 
     auto& good = connect();
-    good.send(join_msg("r1", "g", "{}", R"(,"apiKey":"k2")"));
+    good.send(msg::join("r1", "g", "{}", R"(,"apiKey":"k2")"));
     BOOST_TEST(types_of(good.take_json()) == types{"join:ack"});
     BOOST_TEST(srv->local_member_count("r1") == 1u);
 }
@@ -315,17 +302,17 @@ BOOST_FIXTURE_TEST_CASE(a_full_room_refuses_newcomers_but_not_returning_users, f
     joined("r1", "alice");
     auto& bob = joined("r1", "bob");
     auto& carol = connect();
-    carol.send(join_msg("r1", "carol"));
+    carol.send(msg::join("r1", "carol"));
     auto got = carol.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0].at("code").as_string() == "ROOM_FULL");
-    BOOST_TEST(carol.close_code() == flk::close_code::policy_violation);
+    BOOST_TEST((carol.close_code() == flk::close_code::policy_violation));
     BOOST_TEST(srv->local_member_count("r1") == 2u);
 
     // Bob reloads the page: a new socket re-joins the full room.
     auto& bob2 = connect();
     join(bob2, "r1", "bob");
-    BOOST_TEST(bob.close_code() == flk::close_code::replaced);
+    BOOST_TEST((bob.close_code() == flk::close_code::replaced));
 }
 
 BOOST_FIXTURE_TEST_CASE(same_user_on_a_new_socket_evicts_the_old_one, fixture) {
@@ -337,7 +324,7 @@ BOOST_FIXTURE_TEST_CASE(same_user_on_a_new_socket_evicts_the_old_one, fixture) {
     BOOST_TEST_REQUIRE(users.size() == 1u);
     BOOST_TEST(users[0].at("userId").as_string() == "alice");
 
-    BOOST_TEST(bob_old.close_code() == flk::close_code::replaced);
+    BOOST_TEST((bob_old.close_code() == flk::close_code::replaced));
     auto got = alice.take_json();
     BOOST_TEST(types_of(got) == (types{"user:left", "user:joined"}));
     BOOST_TEST(got[1].at("metadata").at("tab").as_int64() == 2);
@@ -347,14 +334,14 @@ BOOST_FIXTURE_TEST_CASE(same_user_on_a_new_socket_evicts_the_old_one, fixture) {
     BOOST_TEST(alice.take().empty());
     BOOST_TEST(srv->local_member_count("r1") == 2u);
     BOOST_TEST(broker().store().find("r1", "bob") != nullptr);
-    bob_new.send(move_msg("r1", 0.5, 0.5));
+    bob_new.send(msg::move("r1", 0.5, 0.5));
     BOOST_TEST(types_of(alice.take_json()) == types{"cursor:updated"});
 }
 
 BOOST_FIXTURE_TEST_CASE(cursor_moves_before_the_join_are_replayed, fixture) {
     auto& bob = joined("r1", "bob");
     auto& alice = connect();
-    for (int i = 1; i <= 5; ++i) alice.send(move_msg("r1", i / 10.0, 0));
+    for (int i = 1; i <= 5; ++i) alice.send(msg::move("r1", i / 10.0, 0));
     BOOST_TEST(bob.take().empty());
     join(alice, "r1", "alice");
     auto got = bob.take_json();
@@ -367,14 +354,14 @@ BOOST_FIXTURE_TEST_CASE(cursor_moves_before_the_join_are_replayed, fixture) {
 BOOST_FIXTURE_TEST_CASE(held_cursor_moves_expire_after_500ms, fixture) {
     broker().defer_joins = true;
     auto& bob = connect();
-    bob.send(join_msg("r1", "bob"));
+    bob.send(msg::join("r1", "bob"));
     broker().complete_joins();
     bob.take();
     auto& alice = connect();
-    alice.send(join_msg("r1", "alice"));
-    alice.send(move_msg("r1", 0.1, 0));
+    alice.send(msg::join("r1", "alice"));
+    alice.send(msg::move("r1", 0.1, 0));
     transport().advance(std::chrono::milliseconds(400));
-    alice.send(move_msg("r1", 0.2, 0));
+    alice.send(msg::move("r1", 0.2, 0));
     transport().advance(std::chrono::milliseconds(200));
     broker().complete_joins();
     auto got = bob.take_json();
@@ -386,8 +373,8 @@ BOOST_FIXTURE_TEST_CASE(nothing_is_broadcast_to_a_joiner_before_its_ack, fixture
     auto& bob = joined("r1", "bob");
     broker().defer_joins = true;
     auto& alice = connect();
-    alice.send(join_msg("r1", "alice"));
-    bob.send(move_msg("r1", 0.5, 0.5));
+    alice.send(msg::join("r1", "alice"));
+    bob.send(msg::move("r1", 0.5, 0.5));
     BOOST_TEST(alice.take().empty());
     broker().complete_joins();
     BOOST_TEST(types_of(alice.take_json()) == types{"join:ack"});
@@ -396,7 +383,7 @@ BOOST_FIXTURE_TEST_CASE(nothing_is_broadcast_to_a_joiner_before_its_ack, fixture
 BOOST_FIXTURE_TEST_CASE(a_join_still_in_flight_is_undone_when_the_socket_closes, fixture) {
     broker().defer_joins = true;
     auto& alice = connect();
-    alice.send(join_msg("r1", "alice"));
+    alice.send(msg::join("r1", "alice"));
     alice.disconnect();
     BOOST_TEST(srv->room_count() == 0u);
     broker().complete_joins();
@@ -407,11 +394,11 @@ BOOST_FIXTURE_TEST_CASE(a_join_still_in_flight_is_undone_when_the_socket_closes,
 BOOST_FIXTURE_TEST_CASE(a_failed_join_closes_so_the_client_retries, fixture) {
     broker().force_outcome = flk::join_result::status::failed;
     auto& alice = connect();
-    alice.send(join_msg("r1", "alice"));
+    alice.send(msg::join("r1", "alice"));
     auto got = alice.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0].at("code").as_string() == "INTERNAL_ERROR");
-    BOOST_TEST(alice.close_code() == flk::close_code::try_again_later);
+    BOOST_TEST((alice.close_code() == flk::close_code::try_again_later));
     BOOST_TEST(srv->room_count() == 0u);
 }
 
@@ -421,14 +408,14 @@ BOOST_FIXTURE_TEST_CASE(the_rate_limit_closes_a_flooding_socket, fixture) {
     auto& bob = joined("r1", "bob");  // 1 message
     auto& alice = joined("r1", "alice");
     bob.take();
-    for (int i = 0; i < 9; ++i) alice.send(move_msg("r1", 0.1, 0.1));
+    for (int i = 0; i < 9; ++i) alice.send(msg::move("r1", 0.1, 0.1));
     BOOST_TEST(alice.is_open());
     BOOST_TEST(bob.take().size() == 9u);
-    alice.send(move_msg("r1", 0.2, 0.2));
+    alice.send(msg::move("r1", 0.2, 0.2));
     auto got = alice.take_json();
     BOOST_TEST_REQUIRE(got.size() == 1u);
     BOOST_TEST(got[0].at("code").as_string() == "RATE_LIMITED");
-    BOOST_TEST(alice.close_code() == flk::close_code::policy_violation);
+    BOOST_TEST((alice.close_code() == flk::close_code::policy_violation));
     BOOST_TEST(types_of(bob.take_json()) == types{"user:left"});
 }
 
@@ -436,18 +423,18 @@ BOOST_FIXTURE_TEST_CASE(the_rate_limit_window_slides, fixture) {
     opts.max_messages_per_second = 10;
     restart();
     auto& alice = joined("r1", "alice");
-    for (int i = 0; i < 9; ++i) alice.send(room_msg("heartbeat", "r1"));
+    for (int i = 0; i < 9; ++i) alice.send(msg::in_room("heartbeat", "r1"));
     // Half a second later, half of the previous second's 10 still count.
     transport().advance(std::chrono::milliseconds(1500));
-    for (int i = 0; i < 5; ++i) alice.send(room_msg("heartbeat", "r1"));
+    for (int i = 0; i < 5; ++i) alice.send(msg::in_room("heartbeat", "r1"));
     BOOST_TEST(alice.is_open());
     BOOST_TEST(alice.take().size() == 14u);
-    alice.send(room_msg("heartbeat", "r1"));
+    alice.send(msg::in_room("heartbeat", "r1"));
     BOOST_TEST(alice.take_json().at(0).at("code").as_string() == "RATE_LIMITED");
     // A quiet connection gets its full budget back.
     auto& bob = joined("r1", "bob");
     transport().advance(std::chrono::seconds(3));
-    for (int i = 0; i < 10; ++i) bob.send(room_msg("heartbeat", "r1"));
+    for (int i = 0; i < 10; ++i) bob.send(msg::in_room("heartbeat", "r1"));
     BOOST_TEST(bob.is_open());
 }
 
@@ -456,7 +443,7 @@ BOOST_FIXTURE_TEST_CASE(empty_rooms_are_removed, fixture) {
     auto& b = joined("r2", "b");
     BOOST_TEST(srv->room_count() == 2u);
     a.disconnect();
-    b.send(room_msg("leave", "r2"));
+    b.send(msg::in_room("leave", "r2"));
     BOOST_TEST(srv->room_count() == 0u);
     BOOST_TEST(broker().store().room_count() == 0u);
 }
@@ -507,10 +494,10 @@ BOOST_FIXTURE_TEST_CASE(an_evicted_local_user_is_closed_not_left_half_present, f
     alice.take();
     broker().evict("r1", "bob");
     BOOST_TEST(types_of(alice.take_json()) == types{"user:left"});
-    BOOST_TEST(bob.close_code() == flk::close_code::presence_expired);
+    BOOST_TEST((bob.close_code() == flk::close_code::presence_expired));
     BOOST_TEST(srv->local_member_count("r1") == 1u);
     // Its heartbeats cannot re-add it: the socket is gone.
-    bob.send(room_msg("heartbeat", "r1"));
+    bob.send(msg::in_room("heartbeat", "r1"));
     BOOST_TEST(broker().store().find("r1", "bob") == nullptr);
 }
 
@@ -519,7 +506,7 @@ BOOST_FIXTURE_TEST_CASE(the_same_user_joining_elsewhere_replaces_ours_without_a_
     auto& bob = joined("r1", "bob");
     alice.take();
     broker().inject("r1", flk::server::user_joined{"r1", "bob", json::object{{"tab", 2}}});
-    BOOST_TEST(bob.close_code() == flk::close_code::replaced);
+    BOOST_TEST((bob.close_code() == flk::close_code::replaced));
     BOOST_TEST(types_of(alice.take_json()) == types{"user:joined"});
     BOOST_TEST(broker().count("leave") == 0u);  // the shared presence belongs to the live socket
     // A stale user:left from the instance that lost the user is relayed, then the
@@ -537,8 +524,8 @@ BOOST_FIXTURE_TEST_CASE(graceful_stop_announces_departures_and_closes_with_1001,
     BOOST_TEST(broker().published_of<flk::server::user_left>().size() == 2u);
     BOOST_TEST(broker().count("leave") == 2u);
     BOOST_TEST(broker().stopped);
-    BOOST_TEST(alice.close_code() == flk::close_code::going_away);
-    BOOST_TEST(bob.close_code() == flk::close_code::going_away);
+    BOOST_TEST((alice.close_code() == flk::close_code::going_away));
+    BOOST_TEST((bob.close_code() == flk::close_code::going_away));
     BOOST_TEST(broker().subscribed.empty());
 }
 
@@ -562,7 +549,7 @@ BOOST_FIXTURE_TEST_CASE(unparseable_frames_and_unknown_types_are_dropped_silentl
     BOOST_TEST(alice.take().empty());
     BOOST_TEST(bob.take().empty());
     BOOST_TEST(alice.is_open());
-    alice.send(room_msg("heartbeat", "r1"));
+    alice.send(msg::in_room("heartbeat", "r1"));
     BOOST_TEST(types_of(alice.take_json()) == types{"heartbeat:ack"});
 }
 
@@ -598,8 +585,8 @@ BOOST_FIXTURE_TEST_CASE(joins_with_bad_ids_or_metadata_are_refused, fixture) {
     auto& alice = connect();
     std::string long_id(opts.max_id_length + 1, 'x');
     std::string big_meta = R"({"blob":")" + std::string(opts.max_metadata_bytes, 'x') + "\"}";
-    for (auto const& bad : {join_msg("", "alice"), join_msg("r1", ""), join_msg(long_id, "alice"),
-                            join_msg("r1", long_id), join_msg("r1", "alice", big_meta),
+    for (auto const& bad : {msg::join("", "alice"), msg::join("r1", ""), msg::join(long_id, "alice"),
+                            msg::join("r1", long_id), msg::join("r1", "alice", big_meta),
                             std::string(R"({"type":"join","roomId":"r1"})"),
                             std::string(R"({"type":"join","roomId":"r1","userId":"a","metadata":"x"})")}) {
         alice.send(bad);
@@ -617,7 +604,7 @@ BOOST_FIXTURE_TEST_CASE(presence_cannot_grow_metadata_past_the_limit, fixture) {
     auto& bob = joined("r1", "bob");
     alice.take();
     std::string patch = R"(,"metadata":{"blob":")" + std::string(opts.max_metadata_bytes, 'x') + "\"}";
-    alice.send(room_msg("presence:update", "r1", patch));
+    alice.send(msg::in_room("presence:update", "r1", patch));
     BOOST_TEST(alice.take_json().at(0).at("code").as_string() == "INVALID_MESSAGE");
     BOOST_TEST(bob.take().empty());
     auto& carol = connect();
@@ -629,11 +616,13 @@ BOOST_FIXTURE_TEST_CASE(presence_cannot_grow_metadata_past_the_limit, fixture) {
 BOOST_FIXTURE_TEST_CASE(messages_for_rooms_not_joined_touch_nothing, fixture) {
     auto& alice = joined("r1", "alice");
     auto& bob = connect();
-    bob.send(room_msg("presence:update", "r1", R"(,"metadata":{"x":1})"));
-    bob.send(room_msg("cursor:leave", "r1"));
-    bob.send(room_msg("leave", "r1"));
+    bob.send(msg::in_room("presence:update", "r1", R"(,"metadata":{"x":1})"));
+    bob.send(msg::in_room("cursor:leave", "r1"));
+    bob.send(msg::in_room("leave", "r1"));
     BOOST_TEST(alice.take().size() == 0u);
     BOOST_TEST(srv->local_member_count("r1") == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace rules_test
