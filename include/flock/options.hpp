@@ -29,6 +29,8 @@ struct options {
     std::string host = "0.0.0.0";                        ///< FLOCK_HOST (an extension)
     std::uint16_t port = 8787;                           ///< FLOCK_PORT; 0 picks a free port
     std::optional<std::string> redis_url;                ///< FLOCK_REDIS_URL
+    std::optional<std::string> redis_ca_file;            ///< FLOCK_REDIS_CA_FILE: PEM CAs for rediss:// (else the system's)
+    bool redis_tls_verify = true;                        ///< FLOCK_REDIS_TLS_VERIFY: 0 only for tests
     std::vector<std::string> api_keys;                   ///< FLOCK_API_KEYS; empty = open mode
     std::chrono::seconds presence_ttl{30};               ///< FLOCK_PRESENCE_TTL_SECONDS
     std::chrono::milliseconds heartbeat_interval{10000}; ///< FLOCK_HEARTBEAT_INTERVAL_MS
@@ -88,6 +90,12 @@ struct options {
         if (auto v = var("FLOCK_HOST")) o.host = *v;
         if (auto v = var("FLOCK_PORT")) o.port = number<std::uint16_t>("FLOCK_PORT", *v, 0, 65535);
         if (auto v = var("FLOCK_REDIS_URL")) o.redis_url = std::string(*v);
+        if (auto v = var("FLOCK_REDIS_CA_FILE")) o.redis_ca_file = std::string(*v);
+        if (auto v = var("FLOCK_REDIS_TLS_VERIFY")) {
+            if (*v == "0" || *v == "false") o.redis_tls_verify = false;
+            else if (*v == "1" || *v == "true") o.redis_tls_verify = true;
+            else fail("FLOCK_REDIS_TLS_VERIFY", "must be 1 or 0", *v);
+        }
         if (auto v = var("FLOCK_API_KEYS")) o.api_keys = split_keys(*v);
         if (auto v = var("FLOCK_PRESENCE_TTL_SECONDS"))
             o.presence_ttl = std::chrono::seconds(number<std::uint32_t>("FLOCK_PRESENCE_TTL_SECONDS", *v, 1));

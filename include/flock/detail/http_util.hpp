@@ -1,0 +1,66 @@
+// Small, I/O-free helpers for HTTP request targets: path, query parameters,
+// percent-decoding. Used by the WebSocket transport.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace flk::detail {
+
+/// The path of a request target: everything before '?' or '#'.
+constexpr std::string_view target_path(std::string_view target) noexcept {
+    auto const end = target.find_first_of("?#");
+    return end == std::string_view::npos ? target : target.substr(0, end);
+}
+
+constexpr int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/// Decodes `%XX` escapes and, as in `application/x-www-form-urlencoded` (what
+/// WHATWG `URLSearchParams` does), '+' as a space. A '%' not followed by two
+/// hex digits is kept as it is, as `URLSearchParams` does.
+inline std::string form_decode(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char const c = s[i];
+        if (c == '+') {
+            out += ' ';
+        } else if (c == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+                   hex_value(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+            i += 2;
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+/// The decoded value of the first query parameter named `name` in a request
+/// target (`/path?a=1&apiKey=k`), or nullopt when it is absent. A parameter
+/// without '=' has the empty value.
+inline std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+    auto const q = target.find('?');
+    if (q == std::string_view::npos) return std::nullopt;
+    auto query = target.substr(q + 1);
+    if (auto const hash = query.find('#'); hash != std::string_view::npos) query = query.substr(0, hash);
+    while (!query.empty()) {
+        auto const amp = query.find('&');
+        auto const pair = query.substr(0, amp);
+        auto const eq = pair.find('=');
+        auto const key = pair.substr(0, eq);
+        if (!pair.empty() && form_decode(key) == name)
+            return eq == std::string_view::npos ? std::string() : form_decode(pair.substr(eq + 1));
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+}
+
+}  // namespace flk::detail

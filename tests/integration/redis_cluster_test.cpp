@@ -1,0 +1,267 @@
+// Whole flock instances (basic_flock with the in-memory transport and the
+// Redis broker) sharing one redis-server, seen from their clients: what
+// PROTOCOL.md promises members of a room spread over several instances.
+#include <boost/test/unit_test.hpp>
+
+#include <flock/basic_flock.hpp>
+#include <flock/broker/redis.hpp>
+#include <flock/codec/json.hpp>
+#include <flock/testing/memory_transport.hpp>
+
+#include "redis_server.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace redis_cluster_test {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using redis_fixture::redis_server;
+using server_type = flk::basic_flock<flk::testing::memory_transport, flk::redis_broker, flk::json_codec>;
+
+inline bool run_until(asio::io_context& io, std::function<bool()> const& done,
+                      std::chrono::milliseconds timeout = 5000ms) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto guard = asio::make_work_guard(io);
+    while (!done()) {
+        auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return false;
+        io.run_one_for(std::min<std::chrono::steady_clock::duration>(deadline - now, 20ms));
+    }
+    return true;
+}
+
+/// One flock instance.
+struct node {
+    std::unique_ptr<server_type> server;
+    node(asio::io_context& io, std::string const& url, std::chrono::seconds ttl = 30s) {
+        flk::options o;
+        o.redis_url = url;
+        o.presence_ttl = ttl;
+        o.log = flk::log_level::warn;
+        o.log_sink = [](flk::log_level, std::string_view) {};
+        server = std::make_unique<server_type>(io.get_executor(), o);
+        server->start();
+    }
+    flk::testing::memory_transport& transport() { return server->transport(); }
+    bool connected() { return server->broker().connected(); }
+};
+
+/// A browser tab on one node: keeps everything it received.
+struct tab {
+    flk::testing::memory_transport::client* c;
+    std::vector<json::object> inbox;
+
+    explicit tab(node& n) : c(&n.transport().connect()) {}
+
+    void send(json::object const& o) { c->send(json::serialize(o)); }
+    void pull() {
+        for (auto& m : c->take_json()) inbox.push_back(std::move(m));
+    }
+    std::vector<json::object> of(std::string_view type, std::string_view user = {}) {
+        pull();
+        std::vector<json::object> out;
+        for (auto const& m : inbox)
+            if (m.at("type").as_string() == type &&
+                (user.empty() || (m.contains("userId") && m.at("userId").as_string() == user)))
+                out.push_back(m);
+        return out;
+    }
+    std::size_t count(std::string_view type, std::string_view user = {}) { return of(type, user).size(); }
+};
+
+inline std::string unique_room(std::string_view what) {
+    static std::mt19937_64 rng{std::random_device{}()};
+    return "cluster:" + std::string(what) + ":" + std::to_string(rng() % 1000000000);
+}
+
+inline json::object join_msg(std::string const& room, std::string const& user, json::object meta = {}) {
+    return {{"type", "join"}, {"roomId", room}, {"userId", user}, {"metadata", std::move(meta)}};
+}
+
+/// Joins and waits for the join:ack; returns it.
+inline json::object join(asio::io_context& io, tab& t, std::string const& room, std::string const& user,
+                         json::object meta = {}) {
+    t.send(join_msg(room, user, std::move(meta)));
+    BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return t.count("join:ack") >= 1; }), "no join:ack for " + user);
+    auto acks = t.of("join:ack");
+    return acks.back();
+}
+
+inline std::vector<std::string> users_of(json::object const& ack) {
+    std::vector<std::string> ids;
+    for (auto const& u : ack.at("users").as_array()) ids.emplace_back(u.at("userId").as_string());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+/// Heartbeats for some tabs every 300 ms, as browsers do (faster, for a short TTL).
+struct heartbeats {
+    asio::steady_timer timer;
+    std::vector<std::pair<tab*, std::string>> tabs;
+    std::vector<node*> nodes;
+    heartbeats(asio::io_context& io, std::vector<std::pair<tab*, std::string>> t, std::vector<node*> n)
+        : timer(io), tabs(std::move(t)), nodes(std::move(n)) {
+        beat();
+    }
+    void beat() {
+        for (auto* n : nodes) n->transport().advance(300ms);  // the core's clock follows
+        for (auto& [t, room] : tabs) t->send({{"type", "heartbeat"}, {"roomId", room}});
+        timer.expires_after(300ms);
+        timer.async_wait([this](boost::system::error_code ec) {
+            if (!ec) beat();
+        });
+    }
+    ~heartbeats() { timer.cancel(); }
+};
+
+BOOST_AUTO_TEST_SUITE(redis_cluster)
+
+BOOST_AUTO_TEST_CASE(three_instances_one_room) {
+    auto& srv = redis_server::shared();
+    auto cli = srv.client();
+    asio::io_context io;
+    node a(io, srv.url()), b(io, srv.url()), c(io, srv.url());
+    BOOST_REQUIRE(run_until(io, [&] { return a.connected() && b.connected() && c.connected(); }));
+    auto room = unique_room("three");
+
+    tab alice(a), al2(a), bob(b), carol(c);
+    BOOST_TEST(join(io, alice, room, "alice", {{"name", "Alice"}}).at("users").as_array().empty());
+    alice.send({{"type", "cursor:move"}, {"roomId", room}, {"position", {{"x", 0.25}, {"y", 0.5}}}});
+    BOOST_REQUIRE(run_until(io, [&] { return cli.exists("flock:cursor:" + room + ":alice"); }));
+    join(io, al2, room, "al2");
+    join(io, bob, room, "bob", {{"name", "Bob"}});
+    auto ack = join(io, carol, room, "carol");
+    // The joiner's snapshot holds every member, wherever, with cursors.
+    BOOST_TEST((users_of(ack) == std::vector<std::string>{"al2", "alice", "bob"}));
+    for (auto const& u : ack.at("users").as_array())
+        if (u.at("userId").as_string() == "alice") {
+            BOOST_TEST(u.at("metadata").at("name").as_string() == "Alice");
+            BOOST_TEST(u.at("cursor").at("x").to_number<double>() == 0.25);
+        }
+    // Everyone saw carol arrive, once.
+    BOOST_REQUIRE(run_until(io, [&] {
+        return alice.count("user:joined", "carol") == 1 && al2.count("user:joined", "carol") == 1 &&
+               bob.count("user:joined", "carol") == 1;
+    }));
+
+    // A cursor move reaches every other member once: on its own instance and elsewhere.
+    alice.send({{"type", "cursor:move"}, {"roomId", room}, {"position", {{"x", 0.5}, {"y", 0.5}}}});
+    BOOST_REQUIRE(run_until(io, [&] {
+        return al2.count("cursor:updated", "alice") >= 1 && bob.count("cursor:updated", "alice") >= 1 &&
+               carol.count("cursor:updated", "alice") >= 1;
+    }));
+    bob.send({{"type", "presence:update"}, {"roomId", room}, {"metadata", {{"status", "away"}}}});
+    BOOST_REQUIRE(run_until(io, [&] {  // later than alice's move on every path
+        return alice.count("presence:updated", "bob") == 1 && al2.count("presence:updated", "bob") == 1 &&
+               carol.count("presence:updated", "bob") == 1;
+    }));
+    BOOST_TEST(al2.count("cursor:updated", "alice") == 1u);
+    BOOST_TEST(bob.count("cursor:updated", "alice") == 1u);
+    BOOST_TEST(carol.count("cursor:updated", "alice") == 1u);
+    BOOST_TEST(alice.count("cursor:updated") == 0u);
+    BOOST_TEST(bob.count("presence:updated") == 0u);
+
+    // A leave on one instance is seen once everywhere; its keys are gone.
+    al2.send({{"type", "leave"}, {"roomId", room}});
+    BOOST_REQUIRE(run_until(io, [&] {
+        return alice.count("user:left", "al2") == 1 && bob.count("user:left", "al2") == 1 &&
+               carol.count("user:left", "al2") == 1;
+    }));
+    BOOST_TEST(!cli.exists("flock:presence:" + room + ":al2"));
+    // A later joiner's snapshot has the merged metadata.
+    tab dave(c);
+    auto ack2 = join(io, dave, room, "dave");
+    BOOST_TEST((users_of(ack2) == std::vector<std::string>{"alice", "bob", "carol"}));
+    for (auto const& u : ack2.at("users").as_array())
+        if (u.at("userId").as_string() == "bob") {
+            BOOST_TEST(u.at("metadata").at("name").as_string() == "Bob");
+            BOOST_TEST(u.at("metadata").at("status").as_string() == "away");
+        }
+    BOOST_TEST(json::parse(a.transport().health()).at("redis").as_string() == "up");
+}
+
+BOOST_AUTO_TEST_CASE(idle_member_leaves_exactly_once_for_everyone) {
+    auto& srv = redis_server::shared();
+    auto cli = srv.client();
+    asio::io_context io;
+    node a(io, srv.url(), 1s), b(io, srv.url(), 1s), c(io, srv.url(), 1s);
+    BOOST_REQUIRE(run_until(io, [&] { return a.connected() && b.connected() && c.connected(); }));
+    auto room = unique_room("idle");
+    tab idle(a), a2(a), bob(b), carol(c);
+    join(io, idle, room, "idle");
+    join(io, a2, room, "a2");
+    join(io, bob, room, "bob");
+    join(io, carol, room, "carol");
+    heartbeats hb(io, {{&a2, room}, {&bob, room}, {&carol, room}}, {&a, &b, &c});
+
+    BOOST_REQUIRE(run_until(io, [&] {
+        return a2.count("user:left", "idle") >= 1 && bob.count("user:left", "idle") >= 1 &&
+               carol.count("user:left", "idle") >= 1;
+    }, 6000ms));
+    BOOST_TEST((idle.c->close_code() == flk::close_code::presence_expired));
+    // Once the sweeps have tidied the set entry, nothing else is on its way.
+    BOOST_REQUIRE(run_until(io, [&] {
+        return cli.command({"SISMEMBER", "flock:room:" + room + ":members", "idle"}).integer == 0;
+    }, 4000ms));
+    BOOST_TEST(a2.count("user:left", "idle") == 1u);
+    BOOST_TEST(bob.count("user:left", "idle") == 1u);
+    BOOST_TEST(carol.count("user:left", "idle") == 1u);
+    BOOST_TEST(a2.count("user:left") + bob.count("user:left") + carol.count("user:left") == 3u);
+    BOOST_TEST(!cli.exists("flock:presence:" + room + ":idle"));
+}
+
+BOOST_AUTO_TEST_CASE(redis_restart_with_clients_connected) {
+    auto srv = redis_server::spawn();
+    asio::io_context io;
+    node a(io, srv->url()), b(io, srv->url());
+    BOOST_REQUIRE(run_until(io, [&] { return a.connected() && b.connected(); }));
+    auto room = unique_room("restart");
+    tab alice(a), al2(a), bob(b);
+    join(io, alice, room, "alice");
+    join(io, al2, room, "al2");
+    join(io, bob, room, "bob");
+
+    srv->kill();
+    BOOST_REQUIRE(run_until(io, [&] { return !a.connected() && !b.connected(); }));
+    BOOST_TEST(json::parse(a.transport().health()).at("redis").as_string() == "down");
+    BOOST_TEST(json::parse(a.transport().health()).at("status").as_string() == "ok");
+    // Local delivery goes on.
+    alice.send({{"type", "cursor:move"}, {"roomId", room}, {"position", {{"x", 0.1}, {"y", 0.1}}}});
+    BOOST_REQUIRE(run_until(io, [&] { return al2.count("cursor:updated", "alice") == 1; }));
+
+    srv->restart();
+    BOOST_REQUIRE(run_until(io, [&] { return a.connected() && b.connected(); }, 10000ms));
+    auto cli = srv->client();
+    BOOST_REQUIRE(run_until(io, [&] {
+        return cli.exists("flock:presence:" + room + ":alice") && cli.exists("flock:presence:" + room + ":al2") &&
+               cli.exists("flock:presence:" + room + ":bob");
+    }));
+    // Cross-instance delivery is back; nobody was dropped meanwhile.
+    bob.send({{"type", "cursor:move"}, {"roomId", room}, {"position", {{"x", 0.9}, {"y", 0.9}}}});
+    BOOST_REQUIRE(run_until(io, [&] {
+        return alice.count("cursor:updated", "bob") == 1 && al2.count("cursor:updated", "bob") == 1;
+    }));
+    BOOST_TEST(alice.count("user:left") == 0u);
+    BOOST_TEST(bob.count("user:left") == 0u);
+    tab late(b);
+    auto ack = join(io, late, room, "late");
+    BOOST_TEST((users_of(ack) == std::vector<std::string>{"al2", "alice", "bob"}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace redis_cluster_test

@@ -1,0 +1,577 @@
+// flk::websocket_transport over real sockets: HTTP routes, the upgrade,
+// frames both ways, limits, timeouts, close and stop, one on_close per
+// connection. The transport runs on an io_context in a background thread;
+// the test thread talks to it with the synchronous clients of ws_client.hpp
+// and posts into the io thread whenever it calls the transport itself.
+#include <flock/transport/websocket.hpp>
+
+#include <integration/ws_client.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ws_transport_test {
+
+using namespace std::chrono_literals;
+namespace net = boost::asio;
+using flk::connection_id;
+using flk::frame;
+using flk::frame_kind;
+using flk::test::ws_client;
+
+/// Records every event; echoes frames back, with a few commands:
+///   "close"     -> sends "a", "b", "c", then close(id, 4000, "bye")
+///   "flood N"   -> sends N frames of 1 KiB at once
+///   "throw"     -> on_frame throws
+class recorder final : public flk::transport_events {
+public:
+    struct frame_record {
+        connection_id id;
+        std::string payload;
+        frame_kind kind;
+    };
+
+    flk::websocket_transport* transport = nullptr;
+    /// Decides on_open; refuses the api key "bad" by default.
+    std::function<bool(connection_id, flk::connection_info const&)> accept =
+        [](connection_id, flk::connection_info const& info) { return !(info.api_key && *info.api_key == "bad"); };
+
+    bool on_open(connection_id id, flk::connection_info const& info) override {
+        bool const ok = accept(id, info);
+        std::lock_guard lk(mu_);
+        opens_.emplace(id, info);
+        accepted_[id] = ok;
+        order_.push_back(id);
+        cv_.notify_all();
+        return ok;
+    }
+
+    void on_frame(connection_id id, std::string_view payload, frame_kind kind) override {
+        {
+            std::lock_guard lk(mu_);
+            frames_.push_back({id, std::string(payload), kind});
+            cv_.notify_all();
+        }
+        if (kind == frame_kind::text && payload == "close") {
+            for (char const* s : {"a", "b", "c"}) transport->send(id, frame::make(s, frame_kind::text));
+            transport->close(id, 4000, "bye");
+            return;
+        }
+        if (kind == frame_kind::text && payload.starts_with("flood ")) {
+            int const n = std::stoi(std::string(payload.substr(6)));
+            auto const f = frame::make(std::string(1024, 'x'), frame_kind::text);
+            for (int i = 0; i < n; ++i) transport->send(id, f);
+            return;
+        }
+        if (kind == frame_kind::text && payload == "throw") throw std::runtime_error("core failure");
+        transport->send(id, frame::make(std::string(payload), kind));
+    }
+
+    void on_close(connection_id id) override {
+        std::lock_guard lk(mu_);
+        ++closes_[id];
+        cv_.notify_all();
+    }
+
+    std::string health() override { return R"({"status":"ok"})"; }
+
+    // --- for the test thread ---------------------------------------------------
+    template <class Pred>
+    bool wait(Pred pred, std::chrono::milliseconds timeout = 5s) {
+        std::unique_lock lk(mu_);
+        return cv_.wait_for(lk, timeout, [&] { return pred(); });
+    }
+
+    /// The id of the n-th on_open (1-based), waiting for it.
+    connection_id opened(std::size_t n) {
+        BOOST_REQUIRE(wait([&] { return order_.size() >= n; }));
+        std::lock_guard lk(mu_);
+        return order_[n - 1];
+    }
+    flk::connection_info info(connection_id id) {
+        std::lock_guard lk(mu_);
+        return opens_.at(id);
+    }
+    std::size_t open_count() {
+        std::lock_guard lk(mu_);
+        return order_.size();
+    }
+    int close_count(connection_id id) {
+        std::lock_guard lk(mu_);
+        auto it = closes_.find(id);
+        return it == closes_.end() ? 0 : it->second;
+    }
+    bool wait_closed(connection_id id, std::chrono::milliseconds timeout = 5s) {
+        return wait([&] { return closes_.count(id) != 0; }, timeout);
+    }
+    std::optional<frame_record> wait_frame(std::size_t n) {
+        if (!wait([&] { return frames_.size() >= n; })) return std::nullopt;
+        std::lock_guard lk(mu_);
+        return frames_[n - 1];
+    }
+    std::size_t frame_count() {
+        std::lock_guard lk(mu_);
+        return frames_.size();
+    }
+
+    /// Every accepted connection was closed exactly once, refused ones never.
+    void check_close_once() {
+        std::lock_guard lk(mu_);
+        for (auto const& [id, ok] : accepted_) {
+            auto it = closes_.find(id);
+            int const n = it == closes_.end() ? 0 : it->second;
+            BOOST_CHECK_MESSAGE(n == (ok ? 1 : 0), "connection " << id << " got on_close " << n << " times");
+        }
+        for (auto const& [id, n] : closes_) BOOST_CHECK_MESSAGE(accepted_.count(id) == 1u && n > 0, "on_close for unknown id " << id);
+    }
+
+    void log(std::string_view line) {
+        std::lock_guard lk(mu_);
+        logs_.emplace_back(line);
+    }
+    bool logged(std::string_view needle) {
+        std::lock_guard lk(mu_);
+        for (auto const& l : logs_)
+            if (l.find(needle) != std::string::npos) return true;
+        return false;
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::map<connection_id, flk::connection_info> opens_;
+    std::map<connection_id, bool> accepted_;
+    std::vector<connection_id> order_;
+    std::vector<frame_record> frames_;
+    std::map<connection_id, int> closes_;
+    std::vector<std::string> logs_;
+};
+
+/// A started transport on 127.0.0.1, port 0, run by a background thread.
+class server {
+public:
+    explicit server(std::function<void(flk::options&)> const& tweak = {}) {
+        opts.host = "127.0.0.1";
+        opts.port = 0;
+        opts.log = flk::log_level::debug;
+        opts.log_sink = [this](flk::log_level, std::string_view line) { events.log(line); };
+        opts.handshake_timeout = 2s;
+        if (tweak) tweak(opts);
+        transport.emplace(ioc.get_executor(), opts, events);
+        events.transport = &*transport;
+        transport->start();
+        port = transport->port();
+        thread = std::thread([this] {
+            ioc.run();
+            io_finished.set_value();
+        });
+    }
+
+    server(server const&) = delete;
+    server& operator=(server const&) = delete;
+
+    ~server() {
+        if (!stopped) BOOST_TEST(stop(), "stop() did not call done within 5 s");
+        work.reset();
+        if (thread_done.wait_for(5s) != std::future_status::ready) {
+            BOOST_ERROR("the io thread still had work 5 s after stop() completed");
+            ioc.stop();
+        }
+        thread.join();
+        events.check_close_once();
+    }
+
+    /// Runs `f` on the io thread and returns its result.
+    template <class F>
+    auto call(F f) -> decltype(f()) {
+        std::packaged_task<decltype(f())()> task(std::move(f));
+        auto fut = task.get_future();
+        net::post(ioc, [&task] { task(); });
+        return fut.get();
+    }
+
+    /// stop() on the io thread; true when `done` came within the timeout.
+    bool stop(std::chrono::milliseconds timeout = 5s) {
+        stopped = true;
+        auto p = std::make_shared<std::promise<void>>();
+        auto fut = p->get_future();
+        net::post(ioc, [this, p] { transport->stop([p] { p->set_value(); }); });
+        return fut.wait_for(timeout) == std::future_status::ready;
+    }
+
+    flk::options opts;
+    recorder events;
+    net::io_context ioc;
+    std::optional<net::executor_work_guard<net::io_context::executor_type>> work{ioc.get_executor()};
+    std::optional<flk::websocket_transport> transport;
+    std::promise<void> io_finished;
+    std::future<void> thread_done = io_finished.get_future();
+    std::thread thread;
+    std::uint16_t port = 0;
+    bool stopped = false;
+};
+
+inline auto elapsed_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+}
+
+}  // namespace ws_transport_test
+
+BOOST_AUTO_TEST_SUITE(websocket_transport_suite)
+
+using namespace ws_transport_test;
+
+BOOST_AUTO_TEST_CASE(health_answers_json) {
+    server s;
+    auto r = flk::test::http_get(s.port, "/health");
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.content_type == "application/json");
+    BOOST_TEST(r.body == R"({"status":"ok"})");
+    BOOST_TEST(r.header("server") == "flock");
+    BOOST_TEST(flk::test::http_get(s.port, "/health?probe=1").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_path_or_method_is_404) {
+    server s;
+    BOOST_TEST(flk::test::http_get(s.port, "/nope").status == 404);
+    BOOST_TEST(flk::test::http_get(s.port, "/").status == 404);
+    flk::test::http_client c(s.port);
+    BOOST_TEST(c.request(boost::beast::http::verb::post, "/health", "{}").status == 404);
+    BOOST_TEST(s.events.open_count() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(http_keep_alive_serves_several_requests) {
+    server s;
+    flk::test::http_client c(s.port);
+    auto a = c.get("/health");
+    BOOST_TEST(a.status == 200);
+    BOOST_TEST(a.keep_alive);
+    BOOST_TEST(c.get("/missing").status == 404);
+    BOOST_TEST(c.get("/health").body == R"({"status":"ok"})");
+    auto last = c.get("/health", false);
+    BOOST_TEST(!last.keep_alive);
+    BOOST_TEST(c.closed_by_server_within(2s));
+}
+
+BOOST_AUTO_TEST_CASE(upgrade_on_root_and_on_any_path) {
+    server s;
+    ws_client a(s.port, "/");
+    auto const id_a = s.events.opened(1);
+    BOOST_TEST(a.upgrade_response()[boost::beast::http::field::server] == "flock");
+    ws_client b(s.port, "/rooms/lobby?x=1");
+    auto const id_b = s.events.opened(2);
+    BOOST_TEST(id_a == 1u);  // ids count from 1
+    BOOST_TEST(id_b == 2u);
+    a.send_text("hi a");
+    b.send_text("hi b");
+    BOOST_TEST(a.read().value_or("<none>") == "hi a");
+    BOOST_TEST(b.read().value_or("<none>") == "hi b");
+    BOOST_TEST(s.events.info(id_a).remote == a.local_address());
+    BOOST_TEST(!s.events.info(id_a).api_key.has_value());
+    BOOST_TEST(s.call([&] { return s.transport->connection_count(); }) == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(api_key_from_query_is_decoded) {
+    server s;
+    ws_client a(s.port, "/?room=1&apiKey=a%20b%2Bc%3D&x=2");
+    BOOST_TEST(s.events.info(s.events.opened(1)).api_key.value_or("<none>") == "a b+c=");
+    ws_client b(s.port, "/ws?apiKey=plus+space");
+    BOOST_TEST(s.events.info(s.events.opened(2)).api_key.value_or("<none>") == "plus space");
+    ws_client c(s.port, "/?apiKey=");
+    BOOST_TEST(s.events.info(s.events.opened(3)).api_key.value_or("<none>") == "");
+}
+
+BOOST_AUTO_TEST_CASE(refused_upgrade_is_401_without_on_close) {
+    server s;
+    BOOST_TEST(ws_client::upgrade_status(s.port, "/?apiKey=bad").value_or(0) == 401);
+    auto const refused = s.events.opened(1);
+    BOOST_CHECK_THROW(ws_client(s.port, "/?apiKey=bad"), std::runtime_error);
+    BOOST_TEST(ws_client::upgrade_status(s.port, "/?apiKey=good").value_or(0) == 101);
+    auto const accepted = s.events.opened(3);
+    BOOST_TEST(s.events.wait_closed(accepted));
+    BOOST_TEST(s.stop());
+    BOOST_TEST(s.events.close_count(refused) == 0);
+    // the ids of refused connections are not reused
+    BOOST_TEST(accepted == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(sends_made_inside_on_open_arrive_after_the_upgrade) {
+    server s;
+    s.events.accept = [&](connection_id id, flk::connection_info const&) {
+        s.transport->send(id, frame::make("welcome", frame_kind::text));
+        return true;
+    };
+    ws_client c(s.port);
+    BOOST_TEST(c.read().value_or("<none>") == "welcome");
+}
+
+BOOST_AUTO_TEST_CASE(text_and_binary_frames_keep_their_kind) {
+    server s;
+    ws_client c(s.port);
+    c.send_text("hello");
+    auto f1 = s.events.wait_frame(1);
+    BOOST_REQUIRE(f1);
+    BOOST_TEST(f1->payload == "hello");
+    BOOST_TEST((f1->kind == frame_kind::text));
+    BOOST_TEST(c.read().value_or("<none>") == "hello");
+    BOOST_TEST(c.last_was_text());
+
+    std::string const bin("\x00\x01\xff\x80", 4);
+    c.send_binary(bin);
+    auto f2 = s.events.wait_frame(2);
+    BOOST_REQUIRE(f2);
+    BOOST_TEST(f2->payload == bin);
+    BOOST_TEST((f2->kind == frame_kind::binary));
+    BOOST_TEST(c.read().value_or("<none>") == bin);
+    BOOST_TEST(!c.last_was_text());
+}
+
+BOOST_AUTO_TEST_CASE(echo_round_trip_of_every_size) {
+    server s;
+    ws_client c(s.port);
+    // empty, one byte (the idle read buffer holds exactly one), small,
+    // larger than Beast's read buffer, and fragmented by the client (its
+    // frames are 4 KiB), up to the limit
+    for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(100), std::size_t(1536),
+                          std::size_t(5000), std::size_t(64 * 1024)}) {
+        std::string msg(n, 'm');
+        for (std::size_t i = 0; i < n; ++i) msg[i] = static_cast<char>('a' + i % 26);
+        c.send_text(msg);
+        auto got = c.read();
+        BOOST_REQUIRE(got);
+        BOOST_TEST(got->size() == n);
+        BOOST_TEST((*got == msg));
+    }
+    // many small messages in one burst keep their order
+    for (int i = 0; i < 200; ++i) c.send_text(std::to_string(i));
+    for (int i = 0; i < 200; ++i) BOOST_TEST(c.read().value_or("<none>") == std::to_string(i));
+}
+
+BOOST_AUTO_TEST_CASE(oversized_frame_closes_1009_and_spares_others) {
+    server s([](flk::options& o) { o.max_frame_bytes = 1024; });
+    ws_client big(s.port);
+    ws_client other(s.port);
+    big.send_text(std::string(1024, 'k'));  // at the limit: fine
+    BOOST_TEST(big.read().value_or("").size() == 1024u);
+    big.send_text(std::string(2000, 'x'));
+    BOOST_TEST(big.wait_close().value_or(0) == 1009);
+    BOOST_TEST(s.events.wait_closed(s.events.opened(1)));
+    other.send_text("still here");
+    BOOST_TEST(other.read().value_or("<none>") == "still here");
+}
+
+BOOST_AUTO_TEST_CASE(close_sends_queued_frames_first) {
+    server s;
+    ws_client c(s.port);
+    c.send_text("close");
+    BOOST_TEST(c.read().value_or("<none>") == "a");
+    BOOST_TEST(c.read().value_or("<none>") == "b");
+    BOOST_TEST(c.read().value_or("<none>") == "c");
+    BOOST_TEST(c.wait_close().value_or(0) == 4000);
+    BOOST_TEST(c.close_reason() == "bye");
+    BOOST_TEST(s.events.wait_closed(s.events.opened(1)));
+}
+
+BOOST_AUTO_TEST_CASE(close_from_the_test_thread_and_sends_after_it_are_ignored) {
+    server s;
+    ws_client c(s.port);
+    auto const id = s.events.opened(1);
+    s.call([&] {
+        s.transport->send(id, frame::make("last", frame_kind::text));
+        s.transport->close(id, 1000, "done");
+        s.transport->send(id, frame::make("ignored", frame_kind::text));
+        s.transport->close(id, 1011, "second close ignored");
+        s.transport->send(999, frame::make("unknown id", frame_kind::text));
+        s.transport->close(999, 1000, "");
+        return 0;
+    });
+    BOOST_TEST(c.read().value_or("<none>") == "last");
+    BOOST_TEST(c.wait_close().value_or(0) == 1000);
+    BOOST_TEST(c.close_reason() == "done");
+    BOOST_TEST(s.events.wait_closed(id));
+    s.call([&] {
+        s.transport->send(id, frame::make("after on_close", frame_kind::text));
+        return 0;
+    });
+}
+
+BOOST_AUTO_TEST_CASE(send_queue_overflow_closes_1013) {
+    server s([](flk::options& o) {
+        o.max_frame_bytes = 1024;
+        o.max_send_queue_bytes = 16 * 1024;
+    });
+    ws_client slow(s.port);
+    ws_client other(s.port);
+    slow.send_text("flood 200");  // 200 KiB at once, and the client reads nothing yet
+    std::size_t received = 0;
+    for (;;) {
+        auto m = slow.read(3s);
+        if (!m) break;
+        ++received;
+    }
+    BOOST_TEST(slow.close_code().value_or(0) == 1013);
+    BOOST_TEST(slow.close_reason() == "send queue full");
+    BOOST_TEST(received < 200u);
+    BOOST_TEST(s.events.wait_closed(s.events.opened(1)));
+    BOOST_TEST(s.events.logged("send queue full"));
+    other.send_text("fine");
+    BOOST_TEST(other.read().value_or("<none>") == "fine");
+}
+
+BOOST_AUTO_TEST_CASE(silent_tcp_client_is_dropped_at_the_handshake_deadline) {
+    server s([](flk::options& o) { o.handshake_timeout = 300ms; });
+    auto const t0 = std::chrono::steady_clock::now();
+    flk::test::raw_connection silent(s.port);
+    flk::test::raw_connection partial(s.port);
+    partial.send("GET / HTTP/1.1\r\nHost: x\r\nUpgr");
+    BOOST_TEST(silent.read_until_closed(5s).has_value());
+    BOOST_TEST(partial.read_until_closed(5s).has_value());
+    auto const took = elapsed_since(t0);
+    BOOST_TEST(took.count() >= 250);
+    BOOST_TEST(took.count() < 3000);
+    BOOST_TEST(s.events.open_count() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(idle_keep_alive_http_connection_is_closed) {
+    server s([](flk::options& o) { o.handshake_timeout = 300ms; });
+    flk::test::http_client c(s.port);
+    BOOST_TEST(c.get("/health").status == 200);
+    BOOST_TEST(c.closed_by_server_within(5s));
+}
+
+BOOST_AUTO_TEST_CASE(oversized_request_header_is_dropped) {
+    server s;
+    flk::test::raw_connection r(s.port);
+    r.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(10000, 'a') + "\r\n\r\n");
+    BOOST_TEST(r.read_until_closed(5s).has_value());
+    BOOST_TEST(s.events.open_count() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(dead_peer_is_found_by_ping_and_live_one_kept) {
+    server s([](flk::options& o) { o.idle_timeout = 400ms; });
+    ws_client live(s.port);
+    ws_client dead(s.port);  // never reads, so never answers a ping
+    auto const live_id = s.events.opened(1);
+    auto const dead_id = s.events.opened(2);
+    // the live client reads (and so answers pings) for well past the idle timeout
+    BOOST_TEST(live.got_nothing_for(1200ms));
+    BOOST_TEST(s.events.wait_closed(dead_id, 5s));
+    BOOST_TEST(s.events.close_count(live_id) == 0);
+    live.send_text("alive");
+    BOOST_TEST(live.read().value_or("<none>") == "alive");
+}
+
+BOOST_AUTO_TEST_CASE(stop_closes_everyone_with_1001_and_calls_done) {
+    server s;
+    ws_client a(s.port);
+    ws_client b(s.port);
+    a.send_text("x");
+    BOOST_TEST(a.read().value_or("<none>") == "x");
+    flk::test::http_client idle_http(s.port);
+    BOOST_TEST(idle_http.get("/health").status == 200);
+    auto p = std::make_shared<std::promise<void>>();
+    auto done = p->get_future();
+    s.stopped = true;
+    auto const id_a = s.events.opened(1);
+    net::post(s.ioc, [&s, p, id_a] {
+        s.transport->send(id_a, frame::make("before stop", frame_kind::text));
+        s.transport->stop([p] { p->set_value(); });
+    });
+    BOOST_TEST(a.read().value_or("<none>") == "before stop");
+    BOOST_TEST(a.wait_close().value_or(0) == 1001);
+    BOOST_TEST(b.wait_close().value_or(0) == 1001);
+    BOOST_TEST((done.wait_for(5s) == std::future_status::ready));
+    BOOST_TEST(idle_http.closed_by_server_within(2s));
+    BOOST_TEST(s.events.close_count(s.events.opened(1)) == 1);
+    BOOST_TEST(s.events.close_count(s.events.opened(2)) == 1);
+    // nothing listens any more
+    BOOST_CHECK_THROW(flk::test::http_get(s.port, "/health", 1s), std::runtime_error);
+    // a second stop completes too
+    BOOST_TEST(s.stop());
+}
+
+BOOST_AUTO_TEST_CASE(stop_before_start_and_twice) {
+    recorder events;
+    net::io_context ioc;
+    flk::options o;
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.log = flk::log_level::silent;
+    flk::websocket_transport t(ioc.get_executor(), o, events);
+    int done = 0;
+    t.stop([&] { ++done; });
+    t.stop([&] { ++done; });
+    BOOST_TEST(done == 0);  // never called from inside stop()
+    ioc.run();
+    BOOST_TEST(done == 2);
+    t.start();  // ignored after stop
+    BOOST_TEST(t.port() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(bind_failure_names_the_address) {
+    server s;
+    recorder events;
+    net::io_context ioc;
+    flk::options o;
+    o.host = "127.0.0.1";
+    o.port = s.port;  // taken
+    o.log = flk::log_level::silent;
+    flk::websocket_transport t(ioc.get_executor(), o, events);
+    try {
+        t.start();
+        BOOST_ERROR("start() on a taken port did not throw");
+    } catch (std::runtime_error const& e) {
+        BOOST_CHECK_MESSAGE(std::string(e.what()).find("127.0.0.1:" + std::to_string(s.port)) != std::string::npos, e.what());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(on_close_once_whoever_closes) {
+    server s;
+    {
+        ws_client by_client(s.port);
+        by_client.close(1000);  // clean close handshake from the client
+    }
+    BOOST_TEST(s.events.wait_closed(s.events.opened(1)));
+    {
+        ws_client dropped(s.port);
+        dropped.send_text("x");
+        BOOST_TEST(dropped.read().value_or("<none>") == "x");
+    }  // TCP dropped without a close frame
+    BOOST_TEST(s.events.wait_closed(s.events.opened(2)));
+    ws_client by_server(s.port);
+    by_server.send_text("close");
+    BOOST_TEST(by_server.wait_close().value_or(0) == 4000);
+    BOOST_TEST(s.events.wait_closed(s.events.opened(3)));
+    ws_client at_stop(s.port);
+    s.events.opened(4);
+    BOOST_TEST(s.stop());
+    BOOST_TEST(s.events.close_count(4) == 1);
+    BOOST_TEST(s.events.logged("connection open"));
+    BOOST_TEST(s.events.logged("connection closed"));
+}
+
+BOOST_AUTO_TEST_CASE(exception_in_on_frame_closes_1011) {
+    server s;
+    ws_client c(s.port);
+    c.send_text("throw");
+    BOOST_TEST(c.wait_close().value_or(0) == 1011);
+    ws_client other(s.port);
+    other.send_text("ok");
+    BOOST_TEST(other.read().value_or("<none>") == "ok");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
