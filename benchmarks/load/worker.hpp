@@ -1,0 +1,123 @@
+// One generator thread: its own io_context and its share of the connections.
+// A 1 ms tick opens connections on the ramp schedule and visits each joined
+// user once per send period, in a fixed phase order, so moves leave evenly
+// spread over the period instead of in bursts.
+#pragma once
+
+#include "connection.hpp"
+#include "stats.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace load {
+
+class worker {
+public:
+    /// Serves the connections whose ids are `ids` (ascending).
+    worker(run_config const& cfg, unsigned index, std::vector<std::uint32_t> const& ids)
+        : ctx_(cfg, index + 1), timer_(io_) {
+        auto const& o = cfg.opts;
+        // Sampled connections are spread evenly over all ids.
+        auto checked = [&](std::uint32_t id) {
+            return std::floor((id + 1) * o.sample) > std::floor(id * o.sample);
+        };
+        for (auto id : ids) conns_.push_back(std::make_unique<connection>(io_, ctx_, id, checked(id)));
+        ctx_.unsettled = conns_.size();
+        // Idle users are visited once a second, for their heartbeats only.
+        period_us_ = o.idle ? 1e6 : 1e6 / o.hz;
+        publish();
+    }
+
+    /// The thread body: runs until run_control::stop.
+    void run() {
+        timer_.expires_at(ctx_.cfg.clock.at(0));
+        schedule();
+        io_.run();
+    }
+
+    worker_progress& progress() { return progress_; }
+    worker_stats const& stats() const { return ctx_.stats; }
+    std::vector<std::unique_ptr<connection>> const& connections() const { return conns_; }
+
+private:
+    static constexpr std::int64_t tick_us = 1000;
+    static constexpr std::int64_t housekeeping_us = 100'000;
+
+    void schedule() {
+        timer_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) on_tick();
+        });
+    }
+
+    void on_tick() {
+        if (ctx_.cfg.control.stop.load(std::memory_order_relaxed)) return shutdown();
+        auto const now = ctx_.cfg.clock.now_us();
+        open_due(now);
+        visit_due(now);
+        if (now >= next_housekeeping_us_) {
+            next_housekeeping_us_ = now + housekeeping_us;
+            if (ctx_.unsettled > 0)
+                for (auto& c : conns_) c->check_deadline(now);
+            publish();
+        }
+        timer_.expires_at(timer_.expiry() + std::chrono::microseconds(tick_us));
+        schedule();
+    }
+
+    /// Connection `id` opens at id / ramp-rate seconds into the run.
+    void open_due(std::int64_t now) {
+        auto const rate = ctx_.cfg.opts.ramp_rate;
+        while (next_open_ < conns_.size() &&
+               static_cast<double>(conns_[next_open_]->id()) / rate * 1e6 <= static_cast<double>(now))
+            conns_[next_open_++]->start(now);
+    }
+
+    /// Local connection k's phase is k/n of the period. `visited_` counts
+    /// visits since the start; a late tick catches up, but never by more
+    /// than one period (nobody sends twice in a period).
+    void visit_due(std::int64_t now) {
+        auto const n = static_cast<std::int64_t>(conns_.size());
+        auto const due = static_cast<std::int64_t>(static_cast<double>(now) * static_cast<double>(n) / period_us_);
+        visited_ = std::max(visited_, due - n);
+        for (; visited_ < due; ++visited_) conns_[static_cast<std::size_t>(visited_ % n)]->visit(now);
+    }
+
+    void publish() {
+        auto& p = progress_;
+        p.open.store(ctx_.open, std::memory_order_relaxed);
+        p.joined.store(ctx_.joined, std::memory_order_relaxed);
+        p.failed.store(ctx_.failed, std::memory_order_relaxed);
+        p.unsettled.store(ctx_.unsettled, std::memory_order_relaxed);
+        p.sent.store(ctx_.stats.moves_sent + ctx_.stats.heartbeats_sent, std::memory_order_relaxed);
+        p.received.store(ctx_.stats.frames_received, std::memory_order_relaxed);
+        std::lock_guard lock(p.mutex);
+        p.recent_latency.merge(ctx_.recent_latency);
+        ctx_.recent_latency.clear();
+    }
+
+    void shutdown() {
+        for (auto& c : conns_) c->shutdown();
+        publish();
+        io_.stop();
+    }
+
+    boost::asio::io_context io_{1};  // first: destroyed after the sockets and the timer
+    worker_context ctx_;
+    boost::asio::steady_timer timer_;
+    std::vector<std::unique_ptr<connection>> conns_;
+    worker_progress progress_;
+    double period_us_ = 1e5;
+    std::size_t next_open_ = 0;
+    std::int64_t visited_ = 0;
+    std::int64_t next_housekeeping_us_ = 0;
+};
+
+}  // namespace load
