@@ -135,20 +135,20 @@ private:
 
     // ---- transport_events ------------------------------------------------------
 
-    bool on_open(connection_id id, connection_info const& info) override {
-        if (stopping_) return false;
+    open_verdict on_open(connection_id id, connection_info const& info) override {
+        if (stopping_) return {};
         connection c;
         c.authorized = opts_.api_keys.empty();
         if (info.api_key) {
             if (!opts_.api_key_accepted(*info.api_key)) {
                 log_.info("connection refused: invalid API key", {{"conn", id}, {"remote", info.remote}});
-                return false;
+                return {};
             }
             c.authorized = true;
         }
         connections_.emplace(id, std::move(c));
         log_.debug("connection opened", {{"conn", id}, {"remote", info.remote}});
-        return true;
+        return {true, {}};
     }
 
     void on_frame(connection_id id, std::string_view payload, frame_kind kind) override {

@@ -50,14 +50,14 @@ public:
     std::function<bool(connection_id, flk::connection_info const&)> accept =
         [](connection_id, flk::connection_info const& info) { return !(info.api_key && *info.api_key == "bad"); };
 
-    bool on_open(connection_id id, flk::connection_info const& info) override {
+    flk::open_verdict on_open(connection_id id, flk::connection_info const& info) override {
         bool const ok = accept(id, info);
         std::lock_guard lk(mu_);
         opens_.emplace(id, info);
         accepted_[id] = ok;
         order_.push_back(id);
         cv_.notify_all();
-        return ok;
+        return {ok, {}};
     }
 
     void on_frame(connection_id id, std::string_view payload, frame_kind kind) override {

@@ -48,7 +48,12 @@ struct fixture {
     }
     flk::testing::mock_broker& broker() { return srv->broker(); }
     flk::testing::memory_transport& transport() { return srv->transport(); }
-    client& connect(std::optional<std::string> api_key = {}) { return transport().connect({"test", api_key}); }
+    client& connect(std::optional<std::string> api_key = {}) {
+        flk::connection_info info;
+        info.remote = "test";
+        info.api_key = std::move(api_key);
+        return transport().connect(info);
+    }
 
     // Connects, joins and returns the join:ack.
     json::object join(client& c, std::string_view room, std::string_view user, std::string_view meta = "{}") {

@@ -320,13 +320,13 @@ inline void ws_server::on_accept(boost::system::error_code ec, ws_tcp::socket so
 inline std::shared_ptr<ws_session> ws_server::open_session(ws_tcp::endpoint const& remote,
                                                            std::string_view target) {
     connection_id const id = next_id_++;
-    connection_info info{format_endpoint(remote), query_param(target, "apiKey")};
+    connection_info info{format_endpoint(remote), query_param(target, "apiKey"), {}};
     auto s = std::make_shared<ws_session>(shared_from_this(), id, remote);
     // Registered before on_open so that send/close made from inside on_open count.
     sessions_.emplace(id, s);
     bool accepted = false;
     try {
-        accepted = events_->on_open(id, info);
+        accepted = events_->on_open(id, info).accept;
     } catch (std::exception const& e) {
         log_.error("on_open threw; connection refused", {{"id", id}, {"error", e.what()}});
     }

@@ -107,7 +107,7 @@ public:
         auto& c = *clients_.emplace(id, std::make_unique<client>()).first->second;
         c.owner_ = this;
         c.id_ = id;
-        if (!events_.on_open(id, info)) {
+        if (!events_.on_open(id, info).accept) {
             c.open_ = false;
             c.refused_ = true;
         }

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace flk {
 
@@ -21,16 +22,23 @@ using connection_id = std::uint64_t;
 
 /// What a transport knows about a connection when it opens.
 struct connection_info {
-    std::string remote;                  ///< peer address, for logs
-    std::optional<std::string> api_key;  ///< `?apiKey=` of the upgrade URL, when present
+    std::string remote;                     ///< peer address, for logs
+    std::optional<std::string> api_key;     ///< `?apiKey=` of the upgrade URL, when present
+    std::vector<std::string> subprotocols;  ///< offered in Sec-WebSocket-Protocol, in order
+};
+
+/// The core's answer to a connection request.
+struct open_verdict {
+    bool accept = false;
+    std::string subprotocol;  ///< one of those offered, echoed in the upgrade response; empty for none
 };
 
 /// What a transport reports to the core. All calls happen on the executor the
 /// transport was built with; none may be made after `on_close` for that id.
 class transport_events {
 public:
-    /// A client asks to connect. Returning false refuses it (HTTP 401 at upgrade).
-    virtual bool on_open(connection_id id, connection_info const& info) = 0;
+    /// A client asks to connect. A refusal is answered with HTTP 401.
+    virtual open_verdict on_open(connection_id id, connection_info const& info) = 0;
     /// A complete message arrived.
     virtual void on_frame(connection_id id, std::string_view payload, frame_kind kind) = 0;
     /// The connection is gone, whoever closed it. Sends to `id` are ignored from now on.
