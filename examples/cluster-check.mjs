@@ -2,6 +2,7 @@
 // cursor and presence cross once; SIGKILL one server and the other side sees
 // its user leave once, after the presence TTL. See docs/scaling.md.
 //   node --experimental-websocket examples/cluster-check.mjs PORT_A PORT_B PID_OF_A
+const [portA, portB, pidA] = process.argv.slice(2);
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s]`, ...a);
 function client(port, name) {
