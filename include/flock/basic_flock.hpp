@@ -138,8 +138,8 @@ private:
     open_verdict on_open(connection_id id, connection_info const& info) override {
         if (stopping_) return {};
         connection c;
-        c.authorized = opts_.api_keys.empty();
-        if (info.api_key) {
+        c.authorized = opts_.api_keys.empty();  // open mode: any key, or none, will do
+        if (!c.authorized && info.api_key) {
             if (!opts_.api_key_accepted(*info.api_key)) {
                 log_.info("connection refused: invalid API key", {{"conn", id}, {"remote", info.remote}});
                 return {};

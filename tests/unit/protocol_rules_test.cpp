@@ -301,6 +301,14 @@ BOOST_FIXTURE_TEST_CASE(an_api_key_in_the_url_is_checked_at_upgrade, fixture) {
     join(c, "r1", "unmodified-client");  // no apiKey in the join itself
 }
 
+BOOST_FIXTURE_TEST_CASE(open_mode_ignores_api_keys, fixture) {
+    // An app that always puts its key in the URL still connects to an open server.
+    auto& c = connect(std::string("whatever"));
+    BOOST_TEST(!c.refused());
+    c.send(msg::join("r1", "u", "{}", R"(,"apiKey":"also-ignored")"));
+    BOOST_TEST(types_of(c.take_json()) == types{"join:ack"});
+}
+
 BOOST_FIXTURE_TEST_CASE(a_full_room_refuses_newcomers_but_not_returning_users, fixture) {
     opts.max_room_size = 2;
     restart();
