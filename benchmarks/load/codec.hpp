@@ -10,6 +10,8 @@
 
 #include "ws_wire.hpp"
 
+#include <flock/codec/binary.hpp>
+
 #include <charconv>
 #include <cstddef>
 #include <memory>
@@ -160,13 +162,74 @@ private:
     }
 };
 
+/// flock's binary layout (docs/binary-codec.md), negotiated with the
+/// subprotocol flock.binary.v1. Written and read by the library's own codec.
+class binary_codec final : public codec {
+public:
+    std::string_view name() const override { return "binary"; }
+    std::string_view subprotocol() const override { return flk::binary_codec::subprotocol; }
+    ws::opcode frame_opcode() const override { return ws::opcode::binary; }
+
+    void encode_join(std::string& out, std::string_view room, std::string_view user) const override {
+        flk::metadata meta{{"name", user}, {"color", "#3b82f6"}};
+        out += wire_.encode_client(flk::client::join{std::string(room), std::string(user), std::move(meta), {}});
+    }
+    void encode_move(std::string& out, std::string_view room, double x, double y) const override {
+        out += wire_.encode_client(flk::client::cursor_move{std::string(room), {x, y}});
+    }
+    void encode_heartbeat(std::string& out, std::string_view room) const override {
+        out += wire_.encode_client(flk::client::heartbeat{std::string(room)});
+    }
+
+    inbound parse_frame(std::string_view payload, bool content) const override {
+        inbound m;
+        if (payload.empty()) return m;
+        m.type = classify(static_cast<std::uint8_t>(payload.front()));
+        if (m.type == msg_type::error) return read_error(payload, m);
+        if (m.type != msg_type::cursor_updated || !content) return m;
+        auto msg = wire_.decode_server(payload);
+        auto const* cu = msg ? std::get_if<flk::server::cursor_updated>(&*msg) : nullptr;
+        if (!cu) return m;
+        // The views must outlive this call; each worker thread parses one frame at a time.
+        thread_local std::string user;
+        user = cu->user_id;
+        m.user_id = user;
+        m.x = cu->pos.x;
+        m.y = cu->pos.y;
+        m.content = true;
+        return m;
+    }
+
+private:
+    // Errors are rare: read them with the library's decoder.
+    inbound read_error(std::string_view payload, inbound m) const {
+        auto msg = wire_.decode_server(payload);
+        auto const* e = msg ? std::get_if<flk::server::error>(&*msg) : nullptr;
+        m.error_code = e ? flk::to_string(e->code) : "?";
+        return m;
+    }
+
+    static msg_type classify(std::uint8_t tag) {
+        namespace t = flk::detail::binary_wire::tag;
+        switch (tag) {
+        case t::cursor_updated: return msg_type::cursor_updated;
+        case t::heartbeat_ack: return msg_type::heartbeat_ack;
+        case t::join_ack: return msg_type::join_ack;
+        case t::user_joined: return msg_type::user_joined;
+        case t::user_left: return msg_type::user_left;
+        case t::error: return msg_type::error;
+        default: return msg_type::other;
+        }
+    }
+
+    flk::binary_codec wire_;
+};
+
 /// The codec called `name`, or null with `error` saying why.
 inline std::unique_ptr<codec> make_codec(std::string_view name, std::string& error) {
     if (name == "json") return std::make_unique<json_codec>();
-    if (name == "binary")
-        error = "the binary codec (subprotocol flock.binary.v1) is not implemented in flock-load yet";
-    else
-        error = "unknown codec '" + std::string(name) + "' (json or binary)";
+    if (name == "binary") return std::make_unique<binary_codec>();
+    error = "unknown codec '" + std::string(name) + "' (json or binary)";
     return nullptr;
 }
 

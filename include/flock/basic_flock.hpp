@@ -19,6 +19,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -48,7 +49,8 @@ public:
           log_(opts_.make_logger()),
           transport_(ex, opts_, *this),
           broker_(ex, opts_, *this),
-          heartbeat_ack_(encode(server::heartbeat_ack{})) {}
+          heartbeat_ack_{encode(server::heartbeat_ack{}, frame_kind::text),
+                         encode(server::heartbeat_ack{}, frame_kind::binary)} {}
 
     basic_flock(basic_flock const&) = delete;
     basic_flock& operator=(basic_flock const&) = delete;
@@ -102,6 +104,7 @@ private:
     // A user in a room, on one of this instance's connections.
     struct member {
         connection_id conn = 0;
+        frame_kind out = CodecT::kind;  // what its connection reads
         metadata meta;
         bool joined = false;        // false while the broker's answer is awaited
         std::uint64_t join_seq = 0; // tells a current join from a superseded one
@@ -123,6 +126,7 @@ private:
     struct connection {
         bool authorized = false;
         bool closing = false;
+        frame_kind out = CodecT::kind;        // the format it negotiated
         std::vector<membership> memberships;  // rooms joined or joining
         std::vector<pending_cursor> pending;  // cursor moves waiting for their join
         detail::rate_window rate;
@@ -146,9 +150,16 @@ private:
             }
             c.authorized = true;
         }
+        open_verdict verdict{true, {}};
+        if constexpr (NegotiatingCodec<CodecT>) {
+            if (std::ranges::find(info.subprotocols, CodecT::subprotocol) != info.subprotocols.end()) {
+                c.out = CodecT::negotiated_kind;
+                verdict.subprotocol = CodecT::subprotocol;
+            }
+        }
         connections_.emplace(id, std::move(c));
-        log_.debug("connection opened", {{"conn", id}, {"remote", info.remote}});
-        return {true, {}};
+        log_.debug("connection opened", {{"conn", id}, {"remote", info.remote}, {"subprotocol", verdict.subprotocol}});
+        return verdict;
     }
 
     void on_frame(connection_id id, std::string_view payload, frame_kind kind) override {
@@ -275,7 +286,7 @@ private:
         if (!find_membership(c, rid)) c.memberships.push_back({rid, j.user_id});
         auto seq = ++join_seq_;
         auto& mem = rm.local[j.user_id];
-        mem = member{id, j.meta, false, seq, now};
+        mem = member{id, c.out, j.meta, false, seq, now};
         broker_.join({rid, j.user_id, std::move(j.meta), opts_.max_room_size},
                      [this, id, rid = rid, user = j.user_id, seq](join_result res) mutable {
                          joined(id, rid, user, seq, std::move(res));
@@ -321,13 +332,13 @@ private:
         for (auto const& other : res.others)
             if (!rm.local.contains(other.user_id)) rm.remote.insert(other.user_id);
         log_.debug("joined", {{"conn", id}, {"room", room_id}, {"user", user_id}});
-        transport_.send(id, encode(server::join_ack{room_id, std::move(res.others)}));
+        transport_.send(id, encode(server::join_ack{room_id, std::move(res.others)}, mem->out));
         broadcast(room_id, rm, server::user_joined{room_id, user_id, mem->meta}, id, true);
         if (c != connections_.end()) replay_pending(id, c->second, room_id);
     }
 
     void handle(connection_id id, connection& c, client::heartbeat const& h, steady_time now) {
-        transport_.send(id, heartbeat_ack_);
+        transport_.send(id, heartbeat_ack_[index(c.out)]);
         if (auto* mem = joined_member(id, c, h.room_id)) touch(h.room_id, find_membership(c, h.room_id)->user_id, *mem, now, true);
     }
 
@@ -472,10 +483,11 @@ private:
     template <class M>
     void broadcast(std::string const& room_id, room& rm, M const& msg, connection_id except, bool publish,
                    std::uint64_t key = 0, bool conflatable = false) {
-        frame f;
+        std::array<frame, 2> frames;  // encoded at most once per format
         for (auto const& [user, m] : rm.local) {
             if (!m.joined || m.conn == except) continue;
-            if (!f.bytes) f = encode(msg, key, conflatable);
+            auto& f = frames[index(m.out)];
+            if (!f.bytes) f = encode(msg, m.out, key, conflatable);
             transport_.send(m.conn, f);
         }
         if (publish) broker_.publish(room_id, msg);
@@ -487,9 +499,13 @@ private:
             broadcast(room_id, r->second, msg, except, true, key, conflatable);
     }
 
-    frame encode(server_message const& msg, std::uint64_t key = 0, bool conflatable = false) const {
-        return frame::make(codec_.encode(msg), CodecT::kind, key, conflatable);
+    frame encode(server_message const& msg, frame_kind kind, std::uint64_t key = 0, bool conflatable = false) const {
+        if constexpr (NegotiatingCodec<CodecT>)
+            return frame::make(codec_.encode(msg, kind), kind, key, conflatable);
+        else
+            return frame::make(codec_.encode(msg), CodecT::kind, key, conflatable);
     }
+    static constexpr std::size_t index(frame_kind k) noexcept { return static_cast<std::size_t>(k); }
 
     // Frames about one user in one room share a key, so a send queue can drop
     // a stale cursor for a newer one of the same user.
@@ -500,7 +516,9 @@ private:
     }
 
     void send_error(connection_id id, error_code code, std::string message, std::optional<std::string> room_id) {
-        transport_.send(id, encode(server::error{code, std::move(message), std::move(room_id)}));
+        auto c = connections_.find(id);
+        auto kind = c == connections_.end() ? CodecT::kind : c->second.out;
+        transport_.send(id, encode(server::error{code, std::move(message), std::move(room_id)}, kind));
     }
     // An error the protocol answers by closing the socket.
     void refuse(connection_id id, connection& c, error_code code, std::string message,
@@ -547,7 +565,7 @@ private:
     CodecT codec_;
     TransportT transport_;
     BrokerT broker_;
-    frame heartbeat_ack_;  // the same bytes for every ack
+    std::array<frame, 2> heartbeat_ack_;  // the same bytes for every ack, per format
     std::unordered_map<connection_id, connection> connections_;
     detail::string_map<room> rooms_;
     std::uint64_t join_seq_ = 0;

@@ -8,7 +8,9 @@
 #include <flock/basic_flock.hpp>
 #include <flock/broker/memory.hpp>
 #include <flock/broker/redis.hpp>
+#include <flock/codec/binary.hpp>
 #include <flock/codec/json.hpp>
+#include <flock/codec/negotiated.hpp>
 #include <flock/options.hpp>
 #include <flock/protocol.hpp>
 #include <flock/testing/memory_transport.hpp>
@@ -17,10 +19,13 @@
 
 namespace flk {
 
+// The ready servers speak JSON to browsers and the binary codec to clients
+// that ask for it (subprotocol flock.binary.v1).
+
 /// One process, everything in memory.
-using single_node_server = basic_flock<websocket_transport, memory_broker, json_codec>;
+using single_node_server = basic_flock<websocket_transport, memory_broker, json_or_binary_codec>;
 /// Several instances sharing one Redis.
-using redis_scaled_server = basic_flock<websocket_transport, redis_broker, json_codec>;
+using redis_scaled_server = basic_flock<websocket_transport, redis_broker, json_or_binary_codec>;
 
 namespace testing {
 /// No sockets, no Redis: for unit tests of code built on flock.

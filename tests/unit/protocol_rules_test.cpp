@@ -2,6 +2,7 @@
 // mock broker: no sockets, no Redis, time moved by hand.
 #include <flock/basic_flock.hpp>
 #include <flock/codec/json.hpp>
+#include <flock/codec/negotiated.hpp>
 #include <flock/testing/memory_transport.hpp>
 #include <flock/testing/mock_broker.hpp>
 
@@ -639,3 +640,84 @@ BOOST_FIXTURE_TEST_CASE(messages_for_rooms_not_joined_touch_nothing, fixture) {
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace rules_test
+
+namespace negotiation_test {
+
+namespace json = boost::json;
+namespace msg = flk::test::msg;
+using server_t = flk::basic_flock<flk::testing::memory_transport, flk::testing::mock_broker, flk::json_or_binary_codec>;
+
+// A browser (JSON, no subprotocol) and a native client (binary) in one room.
+struct mixed_room {
+    boost::asio::io_context io;
+    server_t srv{io.get_executor(), quiet()};
+    flk::testing::memory_transport::client* browser = nullptr;
+    flk::testing::memory_transport::client* native = nullptr;
+    flk::binary_codec binary;
+
+    static flk::options quiet() {
+        flk::options o;
+        o.log = flk::log_level::silent;
+        return o;
+    }
+    mixed_room() {
+        srv.start();
+        flk::connection_info native_info;
+        native_info.subprotocols = {"something.else", "flock.binary.v1"};
+        browser = &srv.transport().connect();
+        native = &srv.transport().connect(native_info);
+        browser->send(msg::join("r", "browser"));
+        native->send_binary(binary.encode_client(flk::client::join{"r", "native", {}, {}}));
+    }
+};
+
+BOOST_AUTO_TEST_SUITE(negotiation)
+
+BOOST_FIXTURE_TEST_CASE(each_client_reads_its_own_format, mixed_room) {
+    auto got = native->frames();
+    BOOST_TEST_REQUIRE(got.size() == 1u);
+    BOOST_TEST((got[0].kind == flk::frame_kind::binary));
+    auto ack = binary.decode_server(got[0].view());
+    BOOST_TEST_REQUIRE(ack.has_value());
+    BOOST_TEST_REQUIRE(std::holds_alternative<flk::server::join_ack>(*ack));
+    BOOST_TEST(std::get<flk::server::join_ack>(*ack).users.at(0).user_id == "browser");
+    native->take();
+
+    auto joined = browser->take_json();
+    BOOST_TEST_REQUIRE(joined.size() == 2u);  // join:ack, then the native client's user:joined
+    BOOST_TEST(joined[1].at("userId").as_string() == "native");
+
+    browser->send(msg::move("r", 0.5, 0.25));
+    auto moved = binary.decode_server(native->frames().at(0).view());
+    BOOST_TEST_REQUIRE(moved.has_value());
+    auto const& cu = std::get<flk::server::cursor_updated>(*moved);
+    BOOST_TEST(cu.user_id == "browser");
+    BOOST_TEST((cu.pos == flk::position{0.5, 0.25}));
+
+    native->send_binary(binary.encode_client(flk::client::cursor_move{"r", {0.75, 0.125}}));
+    auto from_native = browser->take_json();
+    BOOST_TEST_REQUIRE(from_native.size() == 1u);
+    BOOST_TEST(from_native[0].at("position").at("x").as_double() == 0.75);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_broadcast_is_encoded_once_per_format, mixed_room) {
+    flk::connection_info native_info;
+    native_info.subprotocols = {"flock.binary.v1"};
+    auto& native2 = srv.transport().connect(native_info);
+    native2.send_binary(binary.encode_client(flk::client::join{"r", "native2", {}, {}}));
+    auto& browser2 = srv.transport().connect();
+    browser2.send(msg::join("r", "browser2"));
+    for (auto* c : {browser, native, &native2, &browser2}) c->take();
+
+    flk::testing::memory_transport::client& sender = srv.transport().connect();
+    sender.send(msg::join("r", "sender"));
+    for (auto* c : {browser, native, &native2, &browser2}) c->take();
+    sender.send(msg::move("r", 0.1, 0.1));
+    BOOST_TEST(native->frames().at(0).bytes.get() == native2.frames().at(0).bytes.get());
+    BOOST_TEST(browser->frames().at(0).bytes.get() == browser2.frames().at(0).bytes.get());
+    BOOST_TEST(native->frames().at(0).bytes.get() != browser->frames().at(0).bytes.get());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace negotiation_test

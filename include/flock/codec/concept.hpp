@@ -86,4 +86,15 @@ concept Codec = std::default_initializable<C> &&
         { c.decode_server(bytes) } -> std::same_as<std::optional<server_message>>;
     };
 
+/// A Codec that speaks a second format too, chosen per connection: a client
+/// that offers the WebSocket subprotocol `C::subprotocol` gets frames of
+/// `C::negotiated_kind`; every other client gets `C::kind`. So one server
+/// serves browsers (JSON) and native clients (binary) at once.
+template <class C>
+concept NegotiatingCodec = Codec<C> && requires(C const& c, server_message const& msg, frame_kind kind) {
+    { C::subprotocol } -> std::convertible_to<std::string_view>;
+    { C::negotiated_kind } -> std::convertible_to<frame_kind>;
+    { c.encode(msg, kind) } -> std::same_as<std::string>;
+};
+
 }  // namespace flk
