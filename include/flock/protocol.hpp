@@ -76,23 +76,29 @@ struct join {
     std::string user_id;
     metadata meta;
     std::optional<std::string> api_key;
+    friend bool operator==(join const&, join const&) = default;
 };
 struct heartbeat {
     std::string room_id;
+    friend bool operator==(heartbeat const&, heartbeat const&) = default;
 };
 struct cursor_move {
     std::string room_id;
     position pos;
+    friend bool operator==(cursor_move const&, cursor_move const&) = default;
 };
 struct cursor_leave {
     std::string room_id;
+    friend bool operator==(cursor_leave const&, cursor_leave const&) = default;
 };
 struct presence_update {
     std::string room_id;
     metadata patch;
+    friend bool operator==(presence_update const&, presence_update const&) = default;
 };
 struct leave {
     std::string room_id;
+    friend bool operator==(leave const&, leave const&) = default;
 };
 }  // namespace client
 
@@ -111,40 +117,50 @@ struct member {
     std::string user_id;
     metadata meta;
     std::optional<position> cursor;
+    friend bool operator==(member const&, member const&) = default;
 };
 struct join_ack {
     std::string room_id;
     std::vector<member> users;
+    friend bool operator==(join_ack const&, join_ack const&) = default;
 };
 struct user_joined {
     std::string room_id;
     std::string user_id;
     metadata meta;
+    friend bool operator==(user_joined const&, user_joined const&) = default;
 };
 struct user_left {
     std::string room_id;
     std::string user_id;
+    friend bool operator==(user_left const&, user_left const&) = default;
 };
 struct cursor_updated {
     std::string room_id;
     std::string user_id;
     position pos;
     std::int64_t timestamp = 0;  ///< ms since the Unix epoch
+    friend bool operator==(cursor_updated const&, cursor_updated const&) = default;
 };
 struct cursor_removed {
     std::string room_id;
     std::string user_id;
+    friend bool operator==(cursor_removed const&, cursor_removed const&) = default;
 };
 struct presence_updated {
     std::string room_id;
     std::string user_id;
     metadata patch;  ///< only the patch, not the merged object
+    friend bool operator==(presence_updated const&, presence_updated const&) = default;
 };
-struct heartbeat_ack {};
+struct heartbeat_ack {
+    friend bool operator==(heartbeat_ack const&, heartbeat_ack const&) = default;
+};
 struct error {
     error_code code = error_code::internal_error;
     std::string message;
     std::optional<std::string> room_id;  ///< an extension; clients ignore it
+    friend bool operator==(error const&, error const&) = default;
 };
 }  // namespace server
 
