@@ -29,21 +29,9 @@ namespace redis_broker_test {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using redis_fixture::heartbeat;
 using redis_fixture::redis_server;
-
-/// Runs `io` until `done()` holds; false if `timeout` passes first.
-inline bool run_until(asio::io_context& io, std::function<bool()> const& done,
-                      std::chrono::milliseconds timeout = 5000ms) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    auto guard = asio::make_work_guard(io);
-    while (!done()) {
-        auto now = std::chrono::steady_clock::now();
-        if (now >= deadline) return false;
-        if (io.stopped()) io.restart();
-        io.run_one_for(std::min<std::chrono::steady_clock::duration>(deadline - now, 20ms));
-    }
-    return true;
-}
+using redis_fixture::run_until;
 
 /// What a broker told its core.
 struct recorder final : flk::broker_events {
@@ -169,20 +157,6 @@ struct keyspace_events_guard {
     }
 };
 
-/// Touches `users` every 300 ms while alive, as heartbeats would.
-struct heartbeat {
-    asio::steady_timer timer;
-    std::function<void()> beat;
-    heartbeat(asio::io_context& io, std::function<void()> f) : timer(io), beat(std::move(f)) { arm(); }
-    void arm() {
-        beat();
-        timer.expires_after(300ms);
-        timer.async_wait([this](boost::system::error_code ec) {
-            if (!ec) arm();
-        });
-    }
-    ~heartbeat() { timer.cancel(); }
-};
 
 
 BOOST_AUTO_TEST_SUITE(redis_broker)

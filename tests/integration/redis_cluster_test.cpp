@@ -30,19 +30,8 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 using redis_fixture::redis_server;
+using redis_fixture::run_until;
 using server_type = flk::basic_flock<flk::testing::memory_transport, flk::redis_broker, flk::json_codec>;
-
-inline bool run_until(asio::io_context& io, std::function<bool()> const& done,
-                      std::chrono::milliseconds timeout = 5000ms) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    auto guard = asio::make_work_guard(io);
-    while (!done()) {
-        auto now = std::chrono::steady_clock::now();
-        if (now >= deadline) return false;
-        io.run_one_for(std::min<std::chrono::steady_clock::duration>(deadline - now, 20ms));
-    }
-    return true;
-}
 
 /// One flock instance.
 struct node {
@@ -108,25 +97,6 @@ inline std::vector<std::string> users_of(json::object const& ack) {
     return ids;
 }
 
-/// Heartbeats for some tabs every 300 ms, as browsers do (faster, for a short TTL).
-struct heartbeats {
-    asio::steady_timer timer;
-    std::vector<std::pair<tab*, std::string>> tabs;
-    std::vector<node*> nodes;
-    heartbeats(asio::io_context& io, std::vector<std::pair<tab*, std::string>> t, std::vector<node*> n)
-        : timer(io), tabs(std::move(t)), nodes(std::move(n)) {
-        beat();
-    }
-    void beat() {
-        for (auto* n : nodes) n->transport().advance(300ms);  // the core's clock follows
-        for (auto& [t, room] : tabs) t->send({{"type", "heartbeat"}, {"roomId", room}});
-        timer.expires_after(300ms);
-        timer.async_wait([this](boost::system::error_code ec) {
-            if (!ec) beat();
-        });
-    }
-    ~heartbeats() { timer.cancel(); }
-};
 
 BOOST_AUTO_TEST_SUITE(redis_cluster)
 
@@ -206,7 +176,11 @@ BOOST_AUTO_TEST_CASE(idle_member_leaves_exactly_once_for_everyone) {
     join(io, a2, room, "a2");
     join(io, bob, room, "bob");
     join(io, carol, room, "carol");
-    heartbeats hb(io, {{&a2, room}, {&bob, room}, {&carol, room}}, {&a, &b, &c});
+    // Heartbeats every 300 ms, as browsers do (faster, for a short TTL); the cores' clocks follow.
+    redis_fixture::heartbeat hb(io, [&] {
+        for (auto* n : {&a, &b, &c}) n->transport().advance(300ms);
+        for (auto* t : {&a2, &bob, &carol}) t->send({{"type", "heartbeat"}, {"roomId", room}});
+    });
 
     BOOST_REQUIRE(run_until(io, [&] {
         return a2.count("user:left", "idle") >= 1 && bob.count("user:left", "idle") >= 1 &&

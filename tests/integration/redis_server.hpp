@@ -14,7 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -249,6 +255,35 @@ private:
     int port_ = 0;
     std::vector<std::string> extra_;
     pid_t pid_ = -1;
+};
+
+/// Runs `io` until `done()` holds; false if `timeout` passes first.
+inline bool run_until(boost::asio::io_context& io, std::function<bool()> const& done,
+                      std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto guard = boost::asio::make_work_guard(io);
+    while (!done()) {
+        auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return false;
+        if (io.stopped()) io.restart();
+        io.run_one_for(std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(20)));
+    }
+    return true;
+}
+
+/// Calls `beat` now and every 300 ms while alive, as heartbeats would.
+struct heartbeat {
+    boost::asio::steady_timer timer;
+    std::function<void()> beat;
+    heartbeat(boost::asio::io_context& io, std::function<void()> f) : timer(io), beat(std::move(f)) { arm(); }
+    void arm() {
+        beat();
+        timer.expires_after(std::chrono::milliseconds(300));
+        timer.async_wait([this](boost::system::error_code ec) {
+            if (!ec) arm();
+        });
+    }
+    ~heartbeat() { timer.cancel(); }
 };
 
 }  // namespace redis_fixture
