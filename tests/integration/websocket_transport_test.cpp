@@ -10,8 +10,12 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/websocket/stream.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -36,6 +40,7 @@ using flk::test::ws_client;
 /// Records every event; echoes frames back, with a few commands:
 ///   "close"     -> sends "a", "b", "c", then close(id, 4000, "bye")
 ///   "flood N"   -> sends N frames of 1 KiB at once
+///   "count N"   -> sends N frames of 1 KiB at once, each starting with its number and a space
 ///   "throw"     -> on_frame throws
 class recorder final : public flk::transport_events {
 public:
@@ -49,6 +54,8 @@ public:
     /// Decides on_open; refuses the api key "bad" by default.
     std::function<bool(connection_id, flk::connection_info const&)> accept =
         [](connection_id, flk::connection_info const& info) { return !(info.api_key && *info.api_key == "bad"); };
+    /// The subprotocol on_open names; none by default.
+    std::string subprotocol;
 
     flk::open_verdict on_open(connection_id id, flk::connection_info const& info) override {
         bool const ok = accept(id, info);
@@ -57,7 +64,7 @@ public:
         accepted_[id] = ok;
         order_.push_back(id);
         cv_.notify_all();
-        return {ok, {}};
+        return {ok, subprotocol};
     }
 
     void on_frame(connection_id id, std::string_view payload, frame_kind kind) override {
@@ -75,6 +82,15 @@ public:
             int const n = std::stoi(std::string(payload.substr(6)));
             auto const f = frame::make(std::string(1024, 'x'), frame_kind::text);
             for (int i = 0; i < n; ++i) transport->send(id, f);
+            return;
+        }
+        if (kind == frame_kind::text && payload.starts_with("count ")) {
+            int const n = std::stoi(std::string(payload.substr(6)));
+            for (int i = 0; i < n; ++i) {
+                auto body = std::to_string(i) + ' ';
+                body.resize(1024, 'c');
+                transport->send(id, frame::make(std::move(body), frame_kind::text));
+            }
             return;
         }
         if (kind == frame_kind::text && payload == "throw") throw std::runtime_error("core failure");
@@ -229,6 +245,134 @@ inline auto elapsed_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
 }
 
+/// The bytes of a client frame (masked), for what ws_client cannot send.
+inline std::string client_frame(int opcode, std::string_view payload, bool fin = true) {
+    std::string f;
+    f += static_cast<char>((fin ? 0x80 : 0) | opcode);
+    std::uint64_t const n = payload.size();
+    if (n < 126) {
+        f += static_cast<char>(0x80 | n);
+    } else {
+        f += static_cast<char>(0x80 | 126);
+        f += static_cast<char>(n >> 8);
+        f += static_cast<char>(n & 0xFF);
+    }
+    char const mask[4] = {'\x0F', '\x1E', '\x2D', '\x3C'};
+    f.append(mask, 4);
+    for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
+    return f;
+}
+
+inline std::string close_payload(std::uint16_t code, std::string_view reason = {}) {
+    std::string p{static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
+    p += reason;
+    return p;
+}
+
+/// A WebSocket client at the byte level: sends an upgrade request of its own
+/// (extra header lines, bytes right behind it) and frames as they are, and
+/// reads the server's frames one by one. Every wait has a deadline.
+class raw_ws {
+public:
+    struct server_frame {
+        int opcode = 0;
+        std::string payload;
+    };
+
+    raw_ws(std::uint16_t port, std::string_view extra_headers = {}, std::string_view right_behind = {})
+        : socket_(ioc_) {
+        socket_.connect(tcp::endpoint(net::ip::make_address_v4("127.0.0.1"), port));
+        std::string req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+        req += extra_headers;
+        req += "\r\n";
+        req += right_behind;
+        send(req);
+        auto const end = wait_for([&] { return received_.find("\r\n\r\n") != std::string::npos; }, 5s);
+        if (!end) throw std::runtime_error("raw_ws: no upgrade response");
+        auto const head_end = received_.find("\r\n\r\n") + 4;
+        response = received_.substr(0, head_end);
+        received_.erase(0, head_end);
+    }
+
+    std::string response;  ///< the status line and headers the server answered
+
+    void send(std::string_view bytes) { net::write(socket_, net::buffer(bytes.data(), bytes.size())); }
+
+    /// The next frame the server sent; nullopt on timeout or once the connection ended.
+    std::optional<server_frame> read_frame(std::chrono::milliseconds timeout = 5s) {
+        std::optional<server_frame> f;
+        wait_for([&] { return (f = take_frame()).has_value(); }, timeout);
+        return f;
+    }
+
+    /// True when the server ended the TCP connection within `timeout`.
+    bool closed_within(std::chrono::milliseconds timeout) {
+        return wait_for([&] { return eof_; }, timeout);
+    }
+
+    void shutdown_send() { socket_.shutdown(tcp::socket::shutdown_send); }
+
+private:
+    using tcp = net::ip::tcp;
+
+    // Runs reads until `done()` holds, the connection ended, or the deadline.
+    template <class Done>
+    bool wait_for(Done done, std::chrono::milliseconds timeout) {
+        auto const deadline = std::chrono::steady_clock::now() + timeout;
+        while (!done()) {
+            if (eof_) return false;
+            if (!reading_) {
+                reading_ = true;
+                socket_.async_read_some(net::buffer(chunk_), [this](boost::system::error_code ec, std::size_t n) {
+                    reading_ = false;
+                    received_.append(chunk_.data(), n);
+                    if (ec) eof_ = true;
+                });
+            }
+            ioc_.restart();
+            if (ioc_.run_one_until(deadline) == 0) return done();
+        }
+        return true;
+    }
+
+    // Parses one unmasked server frame off the front of what arrived.
+    std::optional<server_frame> take_frame() {
+        if (received_.size() < 2) return std::nullopt;
+        auto const b = [&](std::size_t i) { return static_cast<unsigned char>(received_[i]); };
+        std::size_t len = b(1) & 0x7F, at = 2;
+        if (len == 126) {
+            if (received_.size() < 4) return std::nullopt;
+            len = (std::size_t(b(2)) << 8) | b(3);
+            at = 4;
+        } else if (len == 127) {
+            if (received_.size() < 10) return std::nullopt;
+            len = 0;
+            for (std::size_t i = 2; i < 10; ++i) len = (len << 8) | b(i);
+            at = 10;
+        }
+        if (received_.size() < at + len) return std::nullopt;
+        server_frame f{b(0) & 0x0F, received_.substr(at, len)};
+        BOOST_TEST((b(0) & 0x80) != 0, "the server sent a fragment");
+        BOOST_TEST((b(1) & 0x80) == 0, "the server masked a frame");
+        received_.erase(0, at + len);
+        return f;
+    }
+
+    net::io_context ioc_;
+    tcp::socket socket_;
+    std::array<char, 4096> chunk_{};
+    std::string received_;
+    bool reading_ = false;
+    bool eof_ = false;
+};
+
+inline std::uint16_t close_code_of(raw_ws::server_frame const& f) {
+    if (f.payload.size() < 2) return 1005;
+    return static_cast<std::uint16_t>((static_cast<unsigned char>(f.payload[0]) << 8) |
+                                      static_cast<unsigned char>(f.payload[1]));
+}
+
 }  // namespace ws_transport_test
 
 BOOST_AUTO_TEST_SUITE(websocket_transport_suite)
@@ -343,11 +487,11 @@ BOOST_AUTO_TEST_CASE(text_and_binary_frames_keep_their_kind) {
 BOOST_AUTO_TEST_CASE(echo_round_trip_of_every_size) {
     server s;
     ws_client c(s.port);
-    // empty, one byte (the idle read buffer holds exactly one), small,
-    // larger than Beast's read buffer, and fragmented by the client (its
-    // frames are 4 KiB), up to the limit
-    for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(100), std::size_t(1536),
-                          std::size_t(5000), std::size_t(64 * 1024)}) {
+    // empty, one byte, small, each header length form, and fragmented by
+    // the client (its frames are 4 KiB), up to the limit
+    for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(100), std::size_t(125),
+                          std::size_t(126), std::size_t(1536), std::size_t(5000), std::size_t(65535),
+                          std::size_t(64 * 1024)}) {
         std::string msg(n, 'm');
         for (std::size_t i = 0; i < n; ++i) msg[i] = static_cast<char>('a' + i % 26);
         c.send_text(msg);
@@ -572,6 +716,218 @@ BOOST_AUTO_TEST_CASE(exception_in_on_frame_closes_1011) {
     ws_client other(s.port);
     other.send_text("ok");
     BOOST_TEST(other.read().value_or("<none>") == "ok");
+}
+
+BOOST_AUTO_TEST_CASE(offered_subprotocols_are_listed_and_the_chosen_one_named) {
+    server s;
+    s.events.subprotocol = "flock.binary.v1";
+    raw_ws c(s.port, "Sec-WebSocket-Protocol: a, flock.binary.v1 ,b\r\nSec-WebSocket-Protocol: c\r\n");
+    BOOST_TEST(c.response.starts_with("HTTP/1.1 101 "));
+    BOOST_TEST(c.response.find("\r\nSec-WebSocket-Protocol: flock.binary.v1\r\n") != std::string::npos, c.response);
+    BOOST_TEST(c.response.find("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != std::string::npos,
+               c.response);  // RFC 6455's own example
+    BOOST_TEST(c.response.find("\r\nServer: flock\r\n") != std::string::npos, c.response);
+    auto const info = s.events.info(s.events.opened(1));
+    BOOST_TEST(info.subprotocols == (std::vector<std::string>{"a", "flock.binary.v1", "b", "c"}),
+               boost::test_tools::per_element());
+    // A Beast client offering the protocol sees it accepted.
+    net::io_context ioc;
+    boost::beast::websocket::stream<boost::beast::tcp_stream> ws(ioc);
+    boost::beast::get_lowest_layer(ws).connect(net::ip::tcp::endpoint(net::ip::make_address_v4("127.0.0.1"), s.port));
+    ws.set_option(boost::beast::websocket::stream_base::decorator([](boost::beast::websocket::request_type& req) {
+        req.set(boost::beast::http::field::sec_websocket_protocol, "flock.binary.v1");
+    }));
+    boost::beast::websocket::response_type res;
+    ws.handshake(res, "127.0.0.1", "/");
+    BOOST_TEST(res[boost::beast::http::field::sec_websocket_protocol] == "flock.binary.v1");
+}
+
+BOOST_AUTO_TEST_CASE(no_subprotocol_is_named_unless_chosen_among_those_offered) {
+    server s;
+    raw_ws none(s.port, "Sec-WebSocket-Protocol: x\r\n");
+    BOOST_TEST(none.response.find("Sec-WebSocket-Protocol") == std::string::npos, none.response);
+    BOOST_TEST(s.events.info(s.events.opened(1)).subprotocols == std::vector<std::string>{"x"},
+               boost::test_tools::per_element());
+    s.events.subprotocol = "not-offered";
+    raw_ws wrong(s.port, "Sec-WebSocket-Protocol: x\r\n");
+    BOOST_TEST(wrong.response.starts_with("HTTP/1.1 101 "));
+    BOOST_TEST(wrong.response.find("Sec-WebSocket-Protocol") == std::string::npos, wrong.response);
+    BOOST_TEST(s.events.logged("did not offer"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_upgrade_requests_are_refused_before_on_open) {
+    server s;
+    auto const status_line = [&](std::string_view key_and_version) {
+        flk::test::raw_connection r(s.port);
+        r.send("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+               std::string(key_and_version) + "\r\n");
+        auto const got = r.read_until_closed(5s).value_or("");
+        return got;
+    };
+    auto const no_key = status_line("Sec-WebSocket-Version: 13\r\n");
+    BOOST_TEST(no_key.starts_with("HTTP/1.1 400 "), no_key);
+    auto const long_key = status_line("Sec-WebSocket-Key: " + std::string(25, 'k') + "\r\nSec-WebSocket-Version: 13\r\n");
+    BOOST_TEST(long_key.starts_with("HTTP/1.1 400 "), long_key);
+    auto const no_version = status_line("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+    BOOST_TEST(no_version.starts_with("HTTP/1.1 400 "), no_version);
+    auto const old_version = status_line("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n");
+    BOOST_TEST(old_version.starts_with("HTTP/1.1 426 "), old_version);
+    BOOST_TEST(old_version.find("Sec-WebSocket-Version: 13\r\n") != std::string::npos, old_version);
+    BOOST_TEST(s.events.open_count() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(ping_is_answered_with_its_payload_ahead_of_queued_frames) {
+    server s;
+    raw_ws c(s.port);
+    // one read: a message whose echo is queued, then a ping
+    c.send(client_frame(0x1, "echo me") + client_frame(0x9, "are you there"));
+    auto const pong = c.read_frame();
+    BOOST_REQUIRE(pong);
+    BOOST_TEST(pong->opcode == 0xA);
+    BOOST_TEST(pong->payload == "are you there");
+    auto const echo = c.read_frame();
+    BOOST_REQUIRE(echo);
+    BOOST_TEST(echo->opcode == 0x1);
+    BOOST_TEST(echo->payload == "echo me");
+}
+
+BOOST_AUTO_TEST_CASE(fragments_are_reassembled_around_a_ping) {
+    server s;
+    raw_ws c(s.port);
+    c.send(client_frame(0x2, "ab", false) + client_frame(0x9, "") + client_frame(0x0, "", false));
+    c.send(client_frame(0x0, "cd"));
+    auto const pong = c.read_frame();
+    BOOST_REQUIRE(pong);
+    BOOST_TEST(pong->opcode == 0xA);
+    auto const f = s.events.wait_frame(1);
+    BOOST_REQUIRE(f);
+    BOOST_TEST(f->payload == "abcd");
+    BOOST_TEST((f->kind == frame_kind::binary));
+    auto const echo = c.read_frame();
+    BOOST_REQUIRE(echo);
+    BOOST_TEST(echo->opcode == 0x2);
+    BOOST_TEST(echo->payload == "abcd");
+}
+
+BOOST_AUTO_TEST_CASE(frames_right_behind_the_upgrade_request_are_read) {
+    server s;
+    raw_ws c(s.port, {}, client_frame(0x1, "early") + client_frame(0x1, "bird"));
+    BOOST_TEST(c.response.starts_with("HTTP/1.1 101 "));
+    auto const a = c.read_frame();
+    auto const b = c.read_frame();
+    BOOST_REQUIRE(a);
+    BOOST_REQUIRE(b);
+    BOOST_TEST(a->payload == "early");
+    BOOST_TEST(b->payload == "bird");
+}
+
+BOOST_AUTO_TEST_CASE(protocol_errors_close_1002) {
+    server s;
+    for (std::string const& bad : {std::string("\x81\x02hi", 4),                           // unmasked
+                                  std::string("\xC1\x80\x01\x02\x03\x04", 6),             // reserved bit
+                                  std::string("\x83\x80\x01\x02\x03\x04", 6),             // unknown opcode
+                                  client_frame(0x0, "x"),                                 // continuation first
+                                  client_frame(0x8, "x")}) {                              // one-byte close
+        raw_ws c(s.port);
+        auto const id = s.events.opened(s.events.open_count());
+        c.send(client_frame(0x1, "fine"));
+        auto const echo = c.read_frame();
+        BOOST_REQUIRE(echo);
+        BOOST_TEST(echo->payload == "fine");
+        c.send(bad);
+        auto const close = c.read_frame();
+        BOOST_REQUIRE(close);
+        BOOST_TEST(close->opcode == 0x8);
+        BOOST_TEST(close_code_of(*close) == 1002);
+        c.send(client_frame(0x8, close_payload(1002)));
+        c.shutdown_send();
+        BOOST_TEST(c.closed_within(5s));
+        BOOST_TEST(s.events.wait_closed(id));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_peers_close_is_echoed_then_the_connection_closed) {
+    server s;
+    raw_ws c(s.port);
+    auto const id = s.events.opened(1);
+    c.send(client_frame(0x8, close_payload(4321, "my reason")));
+    auto const close = c.read_frame();
+    BOOST_REQUIRE(close);
+    BOOST_TEST(close->opcode == 0x8);
+    BOOST_TEST(close_code_of(*close) == 4321);
+    BOOST_TEST(c.closed_within(5s));
+    BOOST_TEST(s.events.wait_closed(id));
+    // a close without a code is answered with none
+    raw_ws bare(s.port);
+    bare.send(client_frame(0x8, ""));
+    auto const empty = bare.read_frame();
+    BOOST_REQUIRE(empty);
+    BOOST_TEST(empty->opcode == 0x8);
+    BOOST_TEST(empty->payload.empty());
+    BOOST_TEST(bare.closed_within(5s));
+}
+
+BOOST_AUTO_TEST_CASE(a_close_the_peer_never_answers_ends_in_bounded_time) {
+    server s([](flk::options& o) { o.handshake_timeout = 300ms; });
+    raw_ws c(s.port);
+    auto const id = s.events.opened(1);
+    auto const t0 = std::chrono::steady_clock::now();
+    s.call([&] {
+        s.transport->close(id, 1000, "bye");
+        return 0;
+    });
+    auto const close = c.read_frame();
+    BOOST_REQUIRE(close);
+    BOOST_TEST(close_code_of(*close) == 1000);
+    BOOST_TEST(c.closed_within(5s));  // never answered
+    BOOST_TEST(s.events.wait_closed(id));
+    BOOST_TEST(elapsed_since(t0).count() >= 250);
+    BOOST_TEST(elapsed_since(t0).count() < 3000);
+}
+
+BOOST_AUTO_TEST_CASE(text_is_not_checked_for_utf8_but_left_to_the_codec) {
+    server s;
+    raw_ws c(s.port);
+    std::string const invalid("\xC3\x28 not UTF-8", 12);
+    c.send(client_frame(0x1, invalid));
+    auto const f = s.events.wait_frame(1);
+    BOOST_REQUIRE(f);
+    BOOST_TEST(f->payload == invalid);
+    BOOST_TEST((f->kind == frame_kind::text));
+}
+
+BOOST_AUTO_TEST_CASE(a_burst_of_many_reads_is_read_whole_and_in_order) {
+    server s;
+    raw_ws c(s.port);
+    std::string burst;
+    for (int i = 0; i < 600; ++i) {
+        auto body = std::to_string(i) + ' ';
+        body.resize(1000, 'b');
+        burst += client_frame(0x1, body);
+    }
+    c.send(burst);  // 600 KB: several full reads of the server's 64 KiB buffer
+    for (int i = 0; i < 600; ++i) {
+        auto const f = c.read_frame();
+        BOOST_REQUIRE(f);
+        BOOST_REQUIRE(f->payload.starts_with(std::to_string(i) + ' '));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order) {
+    server s([](flk::options& o) { o.max_send_queue_bytes = 16 * 1024 * 1024; });
+    ws_client c(s.port);
+    // 8 MiB at once: far more than the socket buffers take, so writes are cut
+    // and resumed when the client catches up.
+    c.send_text("count 8192");
+    std::this_thread::sleep_for(300ms);
+    for (int i = 0; i < 8192; ++i) {
+        auto const m = c.read();
+        BOOST_REQUIRE(m);
+        BOOST_REQUIRE(m->starts_with(std::to_string(i) + ' '));
+        BOOST_REQUIRE(m->size() == 1024u);
+    }
+    c.send_text("done");
+    BOOST_TEST(c.read().value_or("<none>") == "done");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -185,4 +185,26 @@ BOOST_AUTO_TEST_CASE(long_running_queue_compacts_and_stays_ordered) {
     BOOST_TEST(q.bytes() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(gather_writer_drops_frames_written_whole_and_pins_a_cut_one) {
+    send_queue q(100);
+    q.push(cursor(1, "a1"));
+    q.push(cursor(2, "b1"));
+    q.push(cursor(3, "c1"));
+    // one gather write sent the first frame whole and cut the second
+    q.finish_write();
+    BOOST_TEST(!q.writing());
+    q.start_write();
+    BOOST_TEST(q.writing());
+    // the cut frame is never replaced; a newer one of its key queues behind it
+    BOOST_TEST((q.push(cursor(2, "b2")) == result::queued));
+    BOOST_TEST((q.push(cursor(3, "c2")) == result::conflated));
+    q.drop_unsent();
+    BOOST_TEST(q.size() == 1u);
+    BOOST_TEST(q[0].view() == "b1");
+    BOOST_TEST(q.bytes() == 2u);
+    q.finish_write();
+    BOOST_TEST(q.empty());
+    BOOST_TEST(q.bytes() == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,10 +1,11 @@
 // Small, I/O-free helpers for HTTP request targets: path, query parameters,
-// percent-decoding. Used by the WebSocket transport.
+// percent-decoding, comma-separated lists. Used by the WebSocket transport.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace flk::detail {
 
@@ -61,6 +62,22 @@ inline std::optional<std::string> query_param(std::string_view target, std::stri
         query.remove_prefix(amp + 1);
     }
     return std::nullopt;
+}
+
+/// The elements of a comma-separated header value (`a, b,c`), spaces and tabs
+/// around each trimmed, empty ones skipped. Appends to `out`.
+inline void split_comma_list(std::string_view value, std::vector<std::string>& out) {
+    while (!value.empty()) {
+        auto const comma = value.find(',');
+        auto item = value.substr(0, comma);
+        auto const first = item.find_first_not_of(" \t");
+        if (first != std::string_view::npos) {
+            item = item.substr(first, item.find_last_not_of(" \t") - first + 1);
+            out.emplace_back(item);
+        }
+        if (comma == std::string_view::npos) break;
+        value.remove_prefix(comma + 1);
+    }
 }
 
 }  // namespace flk::detail

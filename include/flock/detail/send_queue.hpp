@@ -1,5 +1,6 @@
 // A bounded, conflating queue of outgoing frames for one connection. No I/O:
-// the transport asks it what to write next and tells it when a write is done.
+// the transport reads the frames it holds, writes as many as fit in one
+// gather write, and tells it which were written.
 #pragma once
 
 #include <flock/frame.hpp>
@@ -22,8 +23,9 @@ namespace flk::detail {
 ///   within the last `scan_limit` unsent frames. Any non-conflatable frame of
 ///   the same key (a presence event, say) stops the scan, so the order of
 ///   events about one key is never changed.
-/// - At most one frame is "in flight" (being written). It stays alive and
-///   counted until `finish_write()`, and is never replaced.
+/// - At most one frame is "in flight": the oldest, once start_write() marked
+///   it as partly written. It stays alive and counted until `finish_write()`,
+///   and is never replaced or dropped by `drop_unsent()`.
 ///
 /// Storage is a vector with a moving head; it is compacted when the dead
 /// prefix dominates and released entirely when the queue drains, so an idle
@@ -77,9 +79,12 @@ public:
         return items_[head_];
     }
 
-    /// The frame given by start_write() was written (or failed): drop it.
+    /// The oldest frame was written whole (or its write failed): drop it.
+    /// It need not have been started: a gather write sends several frames
+    /// at once and calls this once per frame written, start_write() only for
+    /// a frame cut by a partial write. Precondition: !empty().
     void finish_write() {
-        assert(in_flight_);
+        assert(!empty());
         in_flight_ = false;
         bytes_ -= items_[head_].size();
         items_[head_] = frame{};

@@ -1,16 +1,34 @@
 // The machinery behind flk::websocket_transport: the listener, one
 // http_session per accepted TCP connection (plain HTTP routes, keep-alive,
-// the upgrade decision) and one ws_session per WebSocket (read loop, bounded
-// conflating send queue, orderly close).
+// the upgrade request), and the WebSocket connections, which ws_server serves
+// itself on plain sockets with the framing of ws_frame.hpp. Beast does the
+// HTTP side only.
 //
-// Everything runs on the one executor the transport was built with; there are
-// no locks. Sessions own a shared_ptr to the server state, so a completion
-// that arrives after the transport was destroyed finds the state alive and
-// detached (events_ == nullptr) instead of a dangling pointer.
+// How bytes move, and why (per connection, Beast's websocket::stream costs
+// about 2.6 KB and one write syscall per frame):
+// - Reading: an idle connection holds no buffer. When its socket is
+//   readable, the server reads it dry into one scratch buffer shared by all
+//   connections and parses every complete frame there; only the bytes of a
+//   frame cut by the end of a read are kept, until it completes.
+// - Writing: send() only queues (send_queue: shared frames, conflation, a
+//   byte bound) and marks the connection dirty. One flush, posted once per
+//   turn of the event loop, writes each dirty connection's queue in one
+//   gather write (header, payload, header, payload, ...), so under load many
+//   frames leave in one syscall. A cut write waits for writability.
+// - Timers: one transport-wide tick pings silent connections, drops those
+//   that stay silent and gives up closes that take too long. No connection
+//   has a timer of its own.
+//
+// Everything runs on the one executor the transport was built with; there
+// are no locks. Completion handlers hold a shared_ptr to the server and name
+// their connection by id, so a completion that arrives after the connection
+// ended, or after the transport was destroyed, finds nothing to do.
 #pragma once
 
 #include <flock/detail/http_util.hpp>
 #include <flock/detail/send_queue.hpp>
+#include <flock/detail/ws_frame.hpp>
+#include <flock/detail/ws_handshake.hpp>
 #include <flock/frame.hpp>
 #include <flock/log.hpp>
 #include <flock/options.hpp>
@@ -21,23 +39,22 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <boost/beast/websocket/stream.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -50,18 +67,21 @@ namespace flk::detail {
 namespace ws_net = boost::asio;
 namespace ws_beast = boost::beast;
 namespace ws_http = boost::beast::http;
-namespace ws_ws = boost::beast::websocket;
 using ws_tcp = boost::asio::ip::tcp;
 
 /// Largest request header accepted before the upgrade (request line + fields).
 inline constexpr std::uint32_t max_http_header_bytes = 8 * 1024;
 /// Largest request body read (and ignored) on plain HTTP requests.
 inline constexpr std::uint64_t max_http_body_bytes = 4 * 1024;
-/// A message is read from the socket in steps of at most this many bytes, so
-/// memory follows the bytes that really arrived, not a frame header's claim.
-inline constexpr std::size_t ws_read_step_bytes = 4 * 1024;
 /// Pause before accepting again after an accept error such as EMFILE.
 inline constexpr std::chrono::milliseconds accept_backoff{100};
+/// The scratch buffer every WebSocket read goes into (one per transport).
+inline constexpr std::size_t ws_read_buffer_bytes = 64 * 1024;
+/// Full reads of one connection before the others get a turn.
+inline constexpr int ws_reads_per_turn = 4;
+/// Pongs owed beyond this many bytes are not sent: a peer that pings faster
+/// than it reads gets answers only to the pings before.
+inline constexpr std::size_t ws_max_control_backlog = 1024;
 
 /// "ip:port", "[v6]:port"; IPv4-mapped IPv6 peers are shown as IPv4.
 inline std::string format_endpoint(ws_tcp::endpoint const& ep) {
@@ -81,10 +101,115 @@ inline std::string format_endpoint(ws_tcp::endpoint const& ep) {
     return out;
 }
 
-class ws_session;
+/// Where a WebSocket connection is in its life.
+enum class ws_state : std::uint8_t {
+    opening,     ///< on_open is deciding; nothing is written before it accepts
+    open,
+    closing,     ///< a close was asked for: the queued frames go out, then our close frame
+    close_sent,  ///< our close frame is out: waiting for the peer's close, or EOF
+};
+
+/// What a connection needs only now and then: control bytes waiting to go
+/// out and the state of a close. Allocated on demand and dropped again while
+/// the connection is open and quiet.
+struct ws_control {
+    std::string out;             ///< written ahead of data: the 101 response, pings, pongs
+    std::string close_frame;     ///< our close frame, written after the last queued frame
+    std::uint32_t deadline = 0;  ///< the tick from which a close under way is given up
+    std::uint16_t code_sent = 0;
+    std::uint16_t code_received = 0;
+};
+
+/// One WebSocket connection. Kept small: thousands of them sit idle.
+struct ws_connection {
+    /// The kinds of output, to name the one a write cut short.
+    enum class piece : std::uint8_t { none, control, data, close };
+
+    ws_connection(ws_net::any_io_executor const& ex, connection_id id, ws_tcp::endpoint remote,
+                  std::size_t max_queue_bytes)
+        : socket(ex), queue(max_queue_bytes), id(id), remote(remote) {}
+
+    ws_tcp::socket socket;
+    send_queue queue;
+    ws_reader reader;
+    std::unique_ptr<ws_control> control;
+    connection_id id;
+    ws_tcp::endpoint remote;
+    std::size_t written = 0;       ///< bytes of the `cut` piece already written
+    std::uint32_t heard = 0;       ///< the tick at which bytes last arrived
+    ws_state state = ws_state::opening;
+    piece cut = piece::none;       ///< what a write cut short: it goes on first
+    bool dirty = false;            ///< listed for the next flush
+    bool awaiting_write = false;   ///< a write was cut: waiting for writability
+    bool ping_sent = false;        ///< pinged since bytes last arrived
+    bool peer_closed = false;      ///< the peer's close arrived: ours is the last thing to write
+    bool discarding = false;       ///< the input broke the protocol: the rest is read and dropped
+};
+
+/// One gather write being put together: its buffers, the frame headers they
+/// point into, and what each piece is, to account for a write cut short.
+/// One per server, reused: each write is made and accounted for at once.
+class ws_gather {
+public:
+    using piece_kind = ws_connection::piece;
+    struct piece {
+        piece_kind kind;
+        std::size_t size;    ///< bytes of it in this write
+        std::size_t offset;  ///< bytes of it written by earlier writes
+    };
+
+    /// Asio hands at most 64 buffers to one sendmsg (IOV_MAX is 1024).
+    static constexpr std::size_t max_buffers = 64;
+
+    void clear() noexcept { buffer_count_ = piece_count_ = header_count_ = bytes_ = 0; }
+    bool empty() const noexcept { return piece_count_ == 0; }
+    bool has_room(std::size_t buffers) const noexcept { return buffer_count_ + buffers <= max_buffers; }
+
+    /// `bytes` from `offset` on, in one buffer.
+    void add_bytes(piece_kind kind, std::string_view bytes, std::size_t offset) {
+        add_buffer(bytes.data() + offset, bytes.size() - offset);
+        add_piece(kind, bytes.size() - offset, offset);
+    }
+
+    /// A data frame from `offset` on: its header, then its payload, never copied.
+    void add_frame(frame const& f, std::size_t offset) {
+        auto& header = headers_[header_count_++];
+        auto const op = f.kind == frame_kind::text ? ws_opcode::text : ws_opcode::binary;
+        std::size_t const header_size = write_ws_header(header.data(), op, f.size());
+        std::size_t skip = offset;
+        if (skip < header_size) {
+            add_buffer(header.data() + skip, header_size - skip);
+            skip = 0;
+        } else {
+            skip -= header_size;
+        }
+        add_buffer(f.view().data() + skip, f.size() - skip);
+        add_piece(piece_kind::data, header_size + f.size() - offset, offset);
+    }
+
+    std::span<ws_net::const_buffer const> buffers() const noexcept { return {buffers_.data(), buffer_count_}; }
+    std::span<piece const> pieces() const noexcept { return {pieces_.data(), piece_count_}; }
+    std::size_t bytes() const noexcept { return bytes_; }
+
+private:
+    void add_buffer(void const* data, std::size_t size) { buffers_[buffer_count_++] = ws_net::const_buffer(data, size); }
+    void add_piece(piece_kind kind, std::size_t size, std::size_t offset) {
+        pieces_[piece_count_++] = {kind, size, offset};
+        bytes_ += size;
+    }
+
+    std::array<ws_net::const_buffer, max_buffers> buffers_;
+    std::array<std::array<unsigned char, ws_max_header_bytes>, max_buffers> headers_;
+    std::array<piece, max_buffers> pieces_;
+    std::size_t buffer_count_ = 0;
+    std::size_t piece_count_ = 0;
+    std::size_t header_count_ = 0;
+    std::size_t bytes_ = 0;
+};
+
 class http_session;
 
-/// The state shared by the listener and every session.
+/// The listener, the WebSocket connections, and what they share.
 class ws_server : public std::enable_shared_from_this<ws_server> {
 public:
     ws_server(ws_net::any_io_executor ex, options const& opts, transport_events& events)
@@ -93,36 +218,93 @@ public:
           log_(opts.make_logger()),
           events_(&events),
           acceptor_(ex_),
-          backoff_(ex_) {}
+          backoff_(ex_),
+          tick_(ex_),
+          tick_interval_(tick_interval_for(opts)),
+          ping_ticks_(ticks_in(opts.idle_timeout / 2)),
+          idle_ticks_(ticks_in(opts.idle_timeout)),
+          close_ticks_(ticks_in(opts.handshake_timeout)),
+          read_buffer_(std::make_unique<char[]>(ws_read_buffer_bytes)) {}
 
     void start();
     void stop(std::function<void()> done);
     void send(connection_id id, frame const& f);
     void close(connection_id id, std::uint16_t code, std::string_view reason);
-    /// The transport is going away: forget the events sink, close everything.
+    /// The transport is going away: forget the events sink, drop everything.
     void detach();
 
     std::uint16_t port() const noexcept { return port_; }
-    std::size_t connection_count() const noexcept { return sessions_.size(); }
+    std::size_t connection_count() const noexcept { return connections_.size(); }
 
-    // --- for the sessions ------------------------------------------------------
-    ws_net::any_io_executor const& executor() const noexcept { return ex_; }
+    // --- for the HTTP sessions ----------------------------------------------------
     options const& opts() const noexcept { return opts_; }
     logger const& log() const noexcept { return log_; }
     transport_events* events() const noexcept { return events_; }
     bool stopping() const noexcept { return stopping_; }
 
-    /// A new WebSocket asks to open: assigns its id, asks the core, registers it.
-    std::shared_ptr<ws_session> open_session(ws_tcp::endpoint const& remote, std::string_view target);
-    /// Called once by a ws_session whose connection is gone.
-    void session_ended(connection_id id);
+    /// A valid WebSocket upgrade request arrived on `stream`: asks the core.
+    /// When it accepts, takes the socket (and `leftover`, bytes read past the
+    /// request) and answers 101; false when it refused (answer 401).
+    bool upgrade(ws_beast::tcp_stream& stream, ws_http::request<ws_http::string_body> const& req,
+                 ws_tcp::endpoint const& remote, ws_beast::flat_buffer& leftover);
     /// Called once by an http_session that ended (closed or handed over).
     void http_ended(std::uint64_t key);
 
 private:
+    using clock = std::chrono::steady_clock;
+
+    static std::chrono::milliseconds tick_interval_for(options const& o) {
+        using std::chrono::milliseconds;
+        auto const shortest = std::min<milliseconds>(o.idle_timeout / 2, o.handshake_timeout);
+        return std::clamp<milliseconds>(shortest / 4, milliseconds(10), milliseconds(1000));
+    }
+    /// Whole ticks that cover `d` (at least one).
+    std::uint32_t ticks_in(std::chrono::milliseconds d) const {
+        return static_cast<std::uint32_t>(std::max<std::int64_t>(1, (d + tick_interval_ - std::chrono::milliseconds(1)) / tick_interval_));
+    }
+    bool tick_reached(std::uint32_t deadline) const noexcept {
+        return static_cast<std::int32_t>(ticks_ - deadline) >= 0;  // wraps safely
+    }
+
+    ws_connection* find(connection_id id) {
+        auto it = connections_.find(id);
+        return it == connections_.end() ? nullptr : &it->second;
+    }
+    ws_control& control_of(ws_connection& c) {
+        if (!c.control) c.control = std::make_unique<ws_control>();
+        return *c.control;
+    }
+
+    // accepting
     void do_accept();
     void on_accept(boost::system::error_code ec, ws_tcp::socket socket);
+    open_verdict ask_core(connection_id id, connection_info const& info);
+    void begin(ws_connection& c, ws_tcp::socket socket, std::string response, ws_beast::flat_buffer& leftover);
     void check_done();
+    // reading
+    void wait_readable(ws_connection& c);
+    void on_readable(connection_id id, boost::system::error_code ec);
+    void read_available(ws_connection& c);
+    bool take(ws_connection& c, std::span<char> bytes);
+    void deliver(ws_connection& c, std::string_view payload, bool text);
+    void answer_ping(ws_connection& c, std::string_view payload);
+    bool on_peer_close(ws_connection& c, std::uint16_t code);
+    void refuse_input(ws_connection& c, std::uint16_t code, std::string_view why);
+    // writing
+    void mark_dirty(ws_connection& c);
+    void flush_dirty();
+    void write_out(ws_connection& c);
+    bool gather(ws_connection& c);
+    void account(ws_connection& c, std::size_t written);
+    void wait_writable(ws_connection& c);
+    void on_writable(connection_id id, boost::system::error_code ec);
+    // closing
+    void request_close(ws_connection& c, std::uint16_t code, std::string_view reason);
+    void finish(ws_connection& c, boost::system::error_code ec);
+    // the tick
+    void keep_ticking();
+    void arm_tick();
+    void on_tick();
 
     ws_net::any_io_executor ex_;
     options opts_;
@@ -130,8 +312,19 @@ private:
     transport_events* events_;
     ws_tcp::acceptor acceptor_;
     ws_net::steady_timer backoff_;
-    std::unordered_map<connection_id, std::shared_ptr<ws_session>> sessions_;
+    ws_net::steady_timer tick_;
+    std::chrono::milliseconds tick_interval_;
+    std::uint32_t ping_ticks_;   // silence after which a connection is pinged
+    std::uint32_t idle_ticks_;   // silence after which it is dropped
+    std::uint32_t close_ticks_;  // how long each step of a close may take
+    std::uint32_t ticks_ = 0;    // the coarse clock every connection is timed by
+    std::unordered_map<connection_id, ws_connection> connections_;
     std::unordered_map<std::uint64_t, std::weak_ptr<http_session>> http_sessions_;
+    std::vector<connection_id> dirty_;     // connections the next flush writes
+    std::vector<connection_id> flushing_;  // the ones the running flush writes
+    std::vector<connection_id> expired_;   // found by the running tick
+    std::unique_ptr<char[]> read_buffer_;
+    ws_gather gather_;
     std::vector<std::function<void()>> done_;
     connection_id next_id_ = 1;
     std::uint64_t next_http_ = 1;
@@ -140,71 +333,8 @@ private:
     bool stopping_ = false;
     bool accept_pending_ = false;
     bool backoff_pending_ = false;
-};
-
-/// One WebSocket connection after the core accepted it.
-class ws_session : public std::enable_shared_from_this<ws_session> {
-public:
-    ws_session(std::shared_ptr<ws_server> srv, connection_id id, ws_tcp::endpoint remote)
-        : srv_(std::move(srv)),
-          ws_(srv_->executor()),
-          queue_(srv_->opts().max_send_queue_bytes),
-          remote_(remote),
-          id_(id) {}
-
-    /// Takes over the socket and completes the upgrade with `req`.
-    void accept(ws_tcp::socket socket, ws_http::request<ws_http::string_body> req);
-    void send(frame const& f);
-    void request_close(std::uint16_t code, std::string_view reason);
-    /// Tears the TCP connection down at once (transport destroyed).
-    void abort() noexcept { close_socket(); }
-
-private:
-    enum class state : std::uint8_t { created, accepting, open, done };
-
-    /// Allocated only once a close is requested, so open sessions don't pay for it.
-    struct pending_close {
-        explicit pending_close(ws_net::any_io_executor const& ex) : deadline(ex) {}
-        ws_ws::close_reason reason;
-        ws_net::steady_timer deadline;
-        bool armed = false;
-        bool started = false;
-    };
-
-    void on_accept(boost::system::error_code ec);
-    void pump();
-    void on_write(boost::system::error_code ec);
-    void arm_close_deadline();
-    void read_first();
-    void on_read_first(boost::system::error_code ec, std::size_t n);
-    void read_rest();
-    void on_read_rest(boost::system::error_code ec);
-    bool too_big(std::size_t received);
-    void deliver(std::string_view payload);
-    void start_close();
-    void on_close_done(boost::system::error_code ec);
-    void release_buffer() noexcept {
-        buffer_.clear();
-        if (buffer_.capacity() != 0) buffer_.shrink_to_fit();
-    }
-    void close_socket() noexcept {
-        boost::system::error_code ignored;
-        auto& sock = ws_beast::get_lowest_layer(ws_);
-        if (sock.is_open()) sock.close(ignored);
-    }
-    void finish(boost::system::error_code ec);
-
-    std::shared_ptr<ws_server> srv_;
-    ws_ws::stream<ws_tcp::socket, false> ws_;
-    ws_beast::flat_buffer buffer_;
-    send_queue queue_;
-    std::unique_ptr<ws_http::request<ws_http::string_body>> req_;  // only during the upgrade
-    std::unique_ptr<pending_close> close_;
-    ws_tcp::endpoint remote_;
-    connection_id id_;
-    state state_ = state::created;
-    bool reading_ = false;  // a read is pending: its end finishes the session
-    char first_ = 0;  // the first byte of each message lands here, see read_first()
+    bool flush_posted_ = false;
+    bool ticking_ = false;
 };
 
 /// One accepted TCP connection until it upgrades or closes.
@@ -226,7 +356,12 @@ private:
     void read_request();
     void on_read(boost::system::error_code ec);
     void upgrade();
-    void respond(ws_http::status status, std::string body, std::string_view content_type, bool keep_alive);
+    void prepare(ws_http::status status, std::string body, std::string_view content_type, bool keep_alive);
+    void write_response(bool keep_alive);
+    void respond(ws_http::status status, std::string body, std::string_view content_type, bool keep_alive) {
+        prepare(status, std::move(body), content_type, keep_alive);
+        write_response(keep_alive);
+    }
     void on_write(boost::system::error_code ec, bool keep_alive);
     void end();
 
@@ -241,7 +376,7 @@ private:
 };
 
 // ============================================================================
-// ws_server
+// ws_server: accepting, the public operations
 
 inline void ws_server::start() {
     if (started_ || stopping_) {
@@ -317,37 +452,68 @@ inline void ws_server::on_accept(boost::system::error_code ec, ws_tcp::socket so
     do_accept();
 }
 
-inline std::shared_ptr<ws_session> ws_server::open_session(ws_tcp::endpoint const& remote,
-                                                           std::string_view target) {
+inline bool ws_server::upgrade(ws_beast::tcp_stream& stream, ws_http::request<ws_http::string_body> const& req,
+                               ws_tcp::endpoint const& remote, ws_beast::flat_buffer& leftover) {
     connection_id const id = next_id_++;
-    connection_info info{format_endpoint(remote), query_param(target, "apiKey"), {}};
-    auto s = std::make_shared<ws_session>(shared_from_this(), id, remote);
-    // Registered before on_open so that send/close made from inside on_open count.
-    sessions_.emplace(id, s);
-    bool accepted = false;
-    try {
-        accepted = events_->on_open(id, info).accept;
-    } catch (std::exception const& e) {
-        log_.error("on_open threw; connection refused", {{"id", id}, {"error", e.what()}});
-    }
-    if (!accepted) {
-        sessions_.erase(id);
+    auto const target = std::string_view(req.target().data(), req.target().size());
+    connection_info const info{format_endpoint(remote), query_param(target, "apiKey"), offered_subprotocols(req)};
+    // Registered before on_open, so that send() and close() made inside it count.
+    auto& c = connections_.try_emplace(id, ex_, id, remote, opts_.max_send_queue_bytes).first->second;
+    auto const verdict = ask_core(id, info);
+    if (!verdict.accept) {
+        connections_.erase(id);
         log_.debug("connection refused", {{"id", id}, {"remote", info.remote}});
-        return nullptr;
+        return false;
     }
-    return s;
+    stream.expires_never();
+    auto const key = req[ws_http::field::sec_websocket_key];
+    begin(c, stream.release_socket(), ws_accept_response(std::string_view(key.data(), key.size()), verdict.subprotocol),
+          leftover);
+    return true;
 }
 
-inline void ws_server::session_ended(connection_id id) {
-    if (sessions_.erase(id) == 0) return;
-    if (events_) {
-        try {
-            events_->on_close(id);
-        } catch (std::exception const& e) {
-            log_.error("on_close threw", {{"id", id}, {"error", e.what()}});
-        }
+inline open_verdict ws_server::ask_core(connection_id id, connection_info const& info) {
+    open_verdict verdict;
+    try {
+        verdict = events_->on_open(id, info);
+    } catch (std::exception const& e) {
+        log_.error("on_open threw; connection refused", {{"id", id}, {"error", e.what()}});
+        return {};
     }
-    check_done();
+    auto const& offered = info.subprotocols;
+    if (!verdict.subprotocol.empty() &&
+        std::find(offered.begin(), offered.end(), verdict.subprotocol) == offered.end()) {
+        log_.warn("on_open chose a subprotocol the client did not offer; answering with none",
+                  {{"id", id}, {"subprotocol", verdict.subprotocol}});
+        verdict.subprotocol.clear();
+    }
+    return verdict;
+}
+
+// The core accepted: the 101 goes out ahead of every frame (those queued by
+// on_open included), and reading starts.
+inline void ws_server::begin(ws_connection& c, ws_tcp::socket socket, std::string response,
+                             ws_beast::flat_buffer& leftover) {
+    c.socket = std::move(socket);
+    control_of(c).out = std::move(response);
+    if (c.state == ws_state::opening) c.state = ws_state::open;
+    c.heard = ticks_;
+    keep_ticking();
+    log_.debug("connection open", {{"id", c.id}, {"remote", format_endpoint(c.remote)}});
+    boost::system::error_code ec;
+    c.socket.non_blocking(true, ec);
+    if (ec) {
+        finish(c, ec);
+        return;
+    }
+    mark_dirty(c);
+    // A client may send frames right behind its request, before the 101.
+    if (leftover.size() != 0) {
+        auto const n = ws_net::buffer_copy(ws_net::buffer(read_buffer_.get(), ws_read_buffer_bytes), leftover.data());
+        leftover.consume(n);
+        if (!take(c, {read_buffer_.get(), n}) || c.peer_closed) return;
+    }
+    read_available(c);
 }
 
 inline void ws_server::http_ended(std::uint64_t key) {
@@ -356,31 +522,43 @@ inline void ws_server::http_ended(std::uint64_t key) {
 }
 
 inline void ws_server::send(connection_id id, frame const& f) {
-    if (auto it = sessions_.find(id); it != sessions_.end()) it->second->send(f);
+    auto* c = find(id);
+    if (!c || (c->state != ws_state::opening && c->state != ws_state::open)) return;
+    if (c->queue.push(f) == send_queue::push_result::overflow) {
+        log_.warn("send queue full; closing", {{"id", id},
+                                               {"remote", format_endpoint(c->remote)},
+                                               {"queued_bytes", c->queue.bytes()},
+                                               {"frame_bytes", f.size()}});
+        c->queue.drop_unsent();
+        request_close(*c, close_code::try_again_later, "send queue full");
+        return;
+    }
+    mark_dirty(*c);
 }
 
 inline void ws_server::close(connection_id id, std::uint16_t code, std::string_view reason) {
-    if (auto it = sessions_.find(id); it != sessions_.end()) it->second->request_close(code, reason);
+    if (auto* c = find(id)) request_close(*c, code, reason);
 }
 
 inline void ws_server::stop(std::function<void()> done) {
     if (done) done_.push_back(std::move(done));
     if (!stopping_) {
         stopping_ = true;
-        log_.info("stopping", {{"connections", sessions_.size()}});
+        log_.info("stopping", {{"connections", connections_.size()}});
         boost::system::error_code ignored;
         acceptor_.close(ignored);
         backoff_.cancel();
+        // Sessions end (and leave the map) as their aborted operations complete.
         for (auto& [key, weak] : http_sessions_)
             if (auto s = weak.lock()) s->abort();
-        for (auto& [id, s] : sessions_) s->request_close(close_code::going_away, "server shutting down");
+        for (auto& [id, c] : connections_) request_close(c, close_code::going_away, "server shutting down");
     }
     check_done();
 }
 
 inline void ws_server::check_done() {
     if (!stopping_ || done_.empty()) return;
-    if (!sessions_.empty() || !http_sessions_.empty() || accept_pending_ || backoff_pending_) return;
+    if (!connections_.empty() || !http_sessions_.empty() || accept_pending_ || backoff_pending_) return;
     // Always posted: stop() never calls `done` from inside itself.
     ws_net::post(ex_, [callbacks = std::move(done_)]() {
         for (auto const& cb : callbacks) cb();
@@ -395,248 +573,323 @@ inline void ws_server::detach() {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     backoff_.cancel();
+    tick_.cancel();
     auto https = std::move(http_sessions_);
     for (auto& [key, weak] : https)
         if (auto s = weak.lock()) s->abort();
-    auto sessions = std::move(sessions_);
-    for (auto& [id, s] : sessions) s->abort();
+    // The connections leave the map as their cancelled waits complete; any
+    // left then go with the server.
+    for (auto& [id, c] : connections_) c.socket.close(ignored);
 }
 
 // ============================================================================
-// ws_session
+// ws_server: reading
 
-inline void ws_session::accept(ws_tcp::socket socket, ws_http::request<ws_http::string_body> req) {
-    auto const& o = srv_->opts();
-    ws_beast::get_lowest_layer(ws_) = std::move(socket);
-    // The message limit is checked here (too_big()), not by Beast: Beast's own
-    // check fails the connection through a teardown that stops draining after
-    // one read (Beast 1.81), so the peer's close reply meets a closed socket
-    // and the peer sees a reset instead of 1009. async_close drains properly.
-    ws_.read_message_max(0);
-    ws_.auto_fragment(false);
-    ws_.set_option(ws_ws::stream_base::timeout{o.handshake_timeout, o.idle_timeout, true});
-    ws_.set_option(ws_ws::stream_base::decorator(
-        [](ws_ws::response_type& res) { res.set(ws_http::field::server, "flock"); }));
-    state_ = state::accepting;
-    req_ = std::make_unique<ws_http::request<ws_http::string_body>>(std::move(req));
-    ws_.async_accept(*req_, [self = shared_from_this()](boost::system::error_code ec) { self->on_accept(ec); });
-}
-
-inline void ws_session::on_accept(boost::system::error_code ec) {
-    req_.reset();
-    if (state_ == state::done) return;
-    if (ec) {
-        finish(ec);
-        return;
-    }
-    state_ = state::open;
-    srv_->log().debug("connection open", {{"id", id_}, {"remote", format_endpoint(remote_)}});
-    read_first();
-    pump();
-}
-
-inline void ws_session::send(frame const& f) {
-    if (state_ == state::done || close_) return;
-    if (queue_.push(f) == send_queue::push_result::overflow) {
-        srv_->log().warn("send queue full; closing",
-                         {{"id", id_}, {"remote", format_endpoint(remote_)}, {"queued_bytes", queue_.bytes()},
-                          {"frame_bytes", f.size()}});
-        queue_.drop_unsent();
-        request_close(close_code::try_again_later, "send queue full");
-        return;
-    }
-    pump();
-}
-
-inline void ws_session::request_close(std::uint16_t code, std::string_view reason) {
-    if (state_ == state::done || close_) return;
-    close_ = std::make_unique<pending_close>(srv_->executor());
-    close_->reason.code = code;
-    // A close frame's payload is at most 125 bytes: 2 for the code, 123 for the
-    // reason, cut on a UTF-8 character boundary.
-    std::size_t n = std::min<std::size_t>(reason.size(), 123);
-    while (n < reason.size() && n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
-    close_->reason.reason.assign(reason.data(), n);
-    pump();
-}
-
-inline void ws_session::pump() {
-    if (state_ != state::open || queue_.writing()) {
-        if (close_ && state_ == state::open) arm_close_deadline();
-        return;
-    }
-    if (queue_.ready()) {
-        frame const& f = queue_.start_write();
-        ws_.binary(f.kind == frame_kind::binary);
-        ws_.async_write(ws_net::buffer(f.view().data(), f.size()),
-                        [self = shared_from_this()](boost::system::error_code ec, std::size_t) { self->on_write(ec); });
-        if (close_) arm_close_deadline();
-        return;
-    }
-    if (close_ && !close_->started) start_close();
-}
-
-inline void ws_session::start_close() {
-    close_->started = true;
-    close_->deadline.cancel();  // from here on Beast's close timeout (handshake_timeout) applies
-    ws_.async_close(close_->reason,
-                    [self = shared_from_this()](boost::system::error_code ec) { self->on_close_done(ec); });
-}
-
-inline void ws_session::on_close_done(boost::system::error_code ec) {
-    if (state_ == state::done) return;
-    // Beast tore the connection down. A pending read ends with it and
-    // finishes the session; without one (after a too-big message) finish here.
-    if (!reading_) finish(ec);
-    else if (ec) close_socket();
-}
-
-inline void ws_session::on_write(boost::system::error_code ec) {
-    queue_.finish_write();
-    if (state_ == state::done) return;
-    if (ec) {
-        close_socket();  // the read loop ends and finishes the session
-        return;
-    }
-    pump();
-}
-
-inline void ws_session::arm_close_deadline() {
-    if (!close_ || close_->armed || close_->started) return;
-    close_->armed = true;
-    close_->deadline.expires_after(srv_->opts().handshake_timeout);
-    close_->deadline.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-        if (ec || self->state_ == state::done || !self->close_ || self->close_->started) return;
-        self->srv_->log().debug("queued frames not drained before the close deadline; dropping connection",
-                                {{"id", self->id_}, {"queued_bytes", self->queue_.bytes()}});
-        self->close_socket();
+inline void ws_server::wait_readable(ws_connection& c) {
+    c.socket.async_wait(ws_tcp::socket::wait_read, [self = shared_from_this(), id = c.id](boost::system::error_code ec) {
+        self->on_readable(id, ec);
     });
 }
 
-// Reading. An idle connection waits with a one-byte buffer (`first_`), so it
-// holds no heap buffer at all; only once a message starts arriving is a
-// buffer sized to it, and it is released again after the message.
-inline void ws_session::read_first() {
-    reading_ = true;
-    ws_.async_read_some(ws_net::buffer(&first_, 1),
-                        [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                            self->on_read_first(ec, n);
-                        });
-}
-
-inline void ws_session::on_read_first(boost::system::error_code ec, std::size_t n) {
-    reading_ = false;
+inline void ws_server::on_readable(connection_id id, boost::system::error_code ec) {
+    auto* c = find(id);
+    if (!c) return;
     if (ec) {
-        finish(ec);
+        finish(*c, ec);
         return;
     }
-    if (state_ == state::done) return;
-    if (ws_.is_message_done()) {
-        deliver(std::string_view(&first_, n));
-        return;
-    }
-    if (too_big(n)) return;
-    buffer_.reserve(n + std::min(ws_.read_size_hint(std::size_t{256}), ws_read_step_bytes));
-    if (n != 0) {
-        auto mb = buffer_.prepare(n);
-        *static_cast<char*>(mb.data()) = first_;
-        buffer_.commit(n);
-    }
-    read_rest();
+    read_available(*c);
 }
 
-inline void ws_session::read_rest() {
-    reading_ = true;
-    ws_.async_read_some(buffer_, ws_read_step_bytes,
-                        [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                            self->on_read_rest(ec);
-                        });
+// Reads until the socket is drained, handling every complete frame; then
+// waits for more, unless the connection ended or reads no more.
+inline void ws_server::read_available(ws_connection& c) {
+    for (int reads = 0;; ++reads) {
+        if (reads == ws_reads_per_turn) {  // not drained yet: go on after the others
+            ws_net::post(ex_, [self = shared_from_this(), id = c.id] { self->on_readable(id, {}); });
+            return;
+        }
+        boost::system::error_code ec;
+        std::size_t const n = c.socket.read_some(ws_net::buffer(read_buffer_.get(), ws_read_buffer_bytes), ec);
+        if (ec == ws_net::error::would_block) break;
+        if (ec) {
+            finish(c, ec);
+            return;
+        }
+        c.heard = ticks_;
+        c.ping_sent = false;
+        if (!take(c, {read_buffer_.get(), n})) return;
+        if (c.peer_closed) return;
+        // A short read drained the socket; epoll reports the next bytes.
+        if (n < ws_read_buffer_bytes) break;
+    }
+    wait_readable(c);
 }
 
-inline void ws_session::on_read_rest(boost::system::error_code ec) {
-    reading_ = false;
-    if (ec) {
-        finish(ec);
-        return;
+// Handles the frames in `bytes`. False when the connection ended meanwhile.
+inline bool ws_server::take(ws_connection& c, std::span<char> bytes) {
+    using result = ws_reader::result;
+    while (!c.discarding) {
+        auto const item = c.reader.next(bytes, opts_.max_frame_bytes);
+        switch (item.what) {
+        case result::need_more: return true;
+        case result::message: deliver(c, item.payload, item.text); break;
+        case result::ping: answer_ping(c, item.payload); break;
+        case result::pong: break;  // any bytes count as a sign of life
+        case result::close: return on_peer_close(c, item.code);
+        case result::error: refuse_input(c, item.code, item.payload); break;
+        }
     }
-    if (state_ == state::done) return;
-    if (!ws_.is_message_done()) {
-        if (!too_big(buffer_.size())) read_rest();
-        return;
-    }
-    if (buffer_.size() > srv_->opts().max_frame_bytes) {
-        too_big(buffer_.size());
-        return;
-    }
-    auto const data = buffer_.cdata();
-    deliver(std::string_view(static_cast<char const*>(data.data()), data.size()));
-}
-
-// Called mid-message with the bytes received so far: when the message will
-// be longer than options::max_frame_bytes, stops reading and closes with
-// 1009 at once (queued frames are dropped). Returns true then.
-inline bool ws_session::too_big(std::size_t received) {
-    auto const limit = srv_->opts().max_frame_bytes;
-    // Mid-message, read_size_hint(1) is what is left of the current frame (1 when
-    // a fragment ended and more follow): all the size the frames announced so far.
-    if (!ws_.is_message_done() && received + ws_.read_size_hint(std::size_t{1}) <= limit) return false;
-    if (ws_.is_message_done() && received <= limit) return false;
-    srv_->log().debug("message too big; closing",
-                      {{"id", id_}, {"remote", format_endpoint(remote_)}, {"limit", limit}});
-    release_buffer();
-    queue_.drop_unsent();
-    if (!close_) {
-        close_ = std::make_unique<pending_close>(srv_->executor());
-        close_->reason.code = close_code::too_big;
-        close_->reason.reason = "message too big";
-    }
-    // If a close is already under way it finishes the session; else start one
-    // now (Beast waits for a write in flight). Either way no read is pending,
-    // so the close completion finishes the session.
-    if (!close_->started) start_close();
     return true;
 }
 
-inline void ws_session::deliver(std::string_view payload) {
-    auto* events = srv_->events();
+inline void ws_server::deliver(ws_connection& c, std::string_view payload, bool text) {
     // After close() the core has made up its mind: later frames are dropped.
-    if (events && !close_) {
-        try {
-            events->on_frame(id_, payload, ws_.got_text() ? frame_kind::text : frame_kind::binary);
-        } catch (std::exception const& e) {
-            srv_->log().error("on_frame threw; closing", {{"id", id_}, {"error", e.what()}});
-            request_close(close_code::internal_error, "internal error");
-        }
+    if (c.state != ws_state::open || !events_) return;
+    try {
+        events_->on_frame(c.id, payload, text ? frame_kind::text : frame_kind::binary);
+    } catch (std::exception const& e) {
+        log_.error("on_frame threw; closing", {{"id", c.id}, {"error", e.what()}});
+        request_close(c, close_code::internal_error, "internal error");
     }
-    release_buffer();
-    if (state_ != state::done) read_first();
 }
 
-inline void ws_session::finish(boost::system::error_code ec) {
-    if (state_ == state::done) return;
-    bool const was_open = state_ == state::open;
-    state_ = state::done;
-    close_socket();
-    queue_.drop_unsent();
-    release_buffer();
-    req_.reset();
-    std::uint16_t sent = 0;
-    if (close_) {
-        sent = static_cast<std::uint16_t>(close_->reason.code);
-        close_->deadline.cancel();
+inline void ws_server::answer_ping(ws_connection& c, std::string_view payload) {
+    if (c.state != ws_state::open && c.state != ws_state::closing) return;
+    auto& out = control_of(c).out;
+    if (out.size() >= ws_max_control_backlog) return;
+    out += ws_frame_bytes(ws_opcode::pong, payload);
+    mark_dirty(c);
+}
+
+// The peer's close frame. False when that ended the connection.
+inline bool ws_server::on_peer_close(ws_connection& c, std::uint16_t code) {
+    control_of(c).code_received = code;
+    if (c.state == ws_state::close_sent) {  // the answer to ours: the handshake is complete
+        finish(c, {});
+        return false;
     }
-    auto const& log = srv_->log();
-    if (log.enabled(log_level::debug)) {
-        auto const received = static_cast<std::uint16_t>(ws_.reason().code);
-        bool const clean = ec == ws_ws::error::closed;
-        log.debug(was_open ? "connection closed" : "connection failed during upgrade",
-                  {{"id", id_},
-                   {"remote", format_endpoint(remote_)},
-                   {"code_sent", sent},
-                   {"code_received", received},
-                   {"error", clean ? std::string("none") : ec.message()}});
+    // It reads no more: drop what waits, answer with its own code (RFC 6455, 5.5.1).
+    c.queue.drop_unsent();
+    request_close(c, code, {});
+    c.peer_closed = true;
+    mark_dirty(c);
+    return true;
+}
+
+// The input broke the protocol or the size limit: close with `code` at once,
+// dropping the queue, and read no further frames.
+inline void ws_server::refuse_input(ws_connection& c, std::uint16_t code, std::string_view why) {
+    log_.debug("closing on bad input",
+               {{"id", c.id}, {"remote", format_endpoint(c.remote)}, {"code", code}, {"reason", why},
+                {"limit", opts_.max_frame_bytes}});
+    c.discarding = true;
+    c.queue.drop_unsent();
+    request_close(c, code, why);
+}
+
+// ============================================================================
+// ws_server: writing
+
+inline void ws_server::mark_dirty(ws_connection& c) {
+    if (c.dirty || c.awaiting_write) return;
+    c.dirty = true;
+    dirty_.push_back(c.id);
+    if (flush_posted_) return;
+    // One flush for every connection dirtied in this turn of the loop: the
+    // frames queued meanwhile leave together.
+    flush_posted_ = true;
+    ws_net::post(ex_, [self = shared_from_this()] { self->flush_dirty(); });
+}
+
+inline void ws_server::flush_dirty() {
+    flush_posted_ = false;
+    std::swap(dirty_, flushing_);
+    for (connection_id const id : flushing_) {
+        auto* c = find(id);
+        if (!c) continue;
+        c->dirty = false;
+        write_out(*c);
     }
-    srv_->session_ended(id_);
+    flushing_.clear();
+}
+
+// Writes what is queued, in as few gather writes as the buffer limit allows,
+// until done or the socket is full.
+inline void ws_server::write_out(ws_connection& c) {
+    while (gather(c)) {
+        boost::system::error_code ec;
+        std::size_t const n = c.socket.write_some(gather_.buffers(), ec);
+        if (ec == ws_net::error::would_block) {
+            wait_writable(c);
+            return;
+        }
+        if (ec) {
+            finish(c, ec);
+            return;
+        }
+        bool const cut = n < gather_.bytes();
+        account(c, n);
+        if (cut) {
+            wait_writable(c);
+            return;
+        }
+    }
+    if (c.state == ws_state::close_sent && c.peer_closed) {  // our answer to the peer's close is out
+        finish(c, {});
+        return;
+    }
+    if (c.state == ws_state::open && c.control && c.control->out.empty()) c.control.reset();
+}
+
+// Puts the next write together: a piece a write cut goes first (frames never
+// interleave), then control frames, the queued frames, our close frame.
+inline bool ws_server::gather(ws_connection& c) {
+    using piece = ws_connection::piece;
+    auto& g = gather_;
+    g.clear();
+    if (c.state == ws_state::close_sent) return false;  // nothing follows our close frame
+    auto* ctl = c.control.get();
+    std::size_t next = 0;  // the first queued frame not in this write
+    switch (c.cut) {
+    case piece::close: g.add_bytes(piece::close, ctl->close_frame, c.written); return true;
+    case piece::control: g.add_bytes(piece::control, ctl->out, c.written); break;
+    case piece::data: g.add_frame(c.queue[0], c.written); next = 1; break;
+    case piece::none: break;
+    }
+    if (c.cut != piece::control && ctl && !ctl->out.empty()) g.add_bytes(piece::control, ctl->out, 0);
+    for (; next < c.queue.size() && g.has_room(2); ++next) g.add_frame(c.queue[next], 0);
+    if (c.state == ws_state::closing && next == c.queue.size() && g.has_room(1))
+        g.add_bytes(piece::close, ctl->close_frame, 0);
+    return !g.empty();
+}
+
+// `written` bytes of the last gather went out: drop what was sent whole,
+// remember where the first unfinished piece was cut.
+inline void ws_server::account(ws_connection& c, std::size_t written) {
+    using piece = ws_connection::piece;
+    for (auto const& p : gather_.pieces()) {
+        if (written < p.size) {
+            if (written == 0 && p.offset == 0) return;  // not started: nothing to remember
+            if (p.kind == piece::data && !c.queue.writing()) c.queue.start_write();  // never replaced now
+            c.cut = p.kind;
+            c.written = p.offset + written;
+            return;
+        }
+        written -= p.size;
+        c.cut = piece::none;
+        c.written = 0;
+        switch (p.kind) {
+        case piece::control: c.control->out.clear(); break;
+        case piece::data: c.queue.finish_write(); break;
+        case piece::close:
+            c.state = ws_state::close_sent;
+            c.control->deadline = ticks_ + close_ticks_ + 1;  // the peer has this long to answer
+            break;
+        case piece::none: break;
+        }
+    }
+}
+
+inline void ws_server::wait_writable(ws_connection& c) {
+    c.awaiting_write = true;
+    c.socket.async_wait(ws_tcp::socket::wait_write, [self = shared_from_this(), id = c.id](boost::system::error_code ec) {
+        self->on_writable(id, ec);
+    });
+}
+
+inline void ws_server::on_writable(connection_id id, boost::system::error_code ec) {
+    auto* c = find(id);
+    if (!c) return;
+    c->awaiting_write = false;
+    if (ec) {
+        finish(*c, ec);
+        return;
+    }
+    mark_dirty(*c);  // joins the next flush, with whatever was queued meanwhile
+}
+
+// ============================================================================
+// ws_server: closing and the tick
+
+inline void ws_server::request_close(ws_connection& c, std::uint16_t code, std::string_view reason) {
+    if (c.state != ws_state::opening && c.state != ws_state::open) return;
+    auto& ctl = control_of(c);
+    ctl.close_frame = ws_frame_bytes(ws_opcode::close, ws_close_payload(code, reason));
+    ctl.code_sent = code;
+    ctl.deadline = ticks_ + close_ticks_ + 1;  // for the queued frames to drain
+    c.state = ws_state::closing;
+    mark_dirty(c);
+}
+
+// The connection is gone: forget it, tell the core. `c` dies here.
+inline void ws_server::finish(ws_connection& c, boost::system::error_code ec) {
+    connection_id const id = c.id;
+    if (log_.enabled(log_level::debug)) {
+        auto const* ctl = c.control.get();
+        log_.debug("connection closed", {{"id", id},
+                                         {"remote", format_endpoint(c.remote)},
+                                         {"code_sent", ctl ? ctl->code_sent : 0},
+                                         {"code_received", ctl ? ctl->code_received : 0},
+                                         {"error", ec ? ec.message() : std::string("none")}});
+    }
+    connections_.erase(id);  // closes the socket; its waits complete with nothing to find
+    if (connections_.empty()) {
+        tick_.cancel();
+        ticking_ = false;
+    }
+    if (events_) {
+        try {
+            events_->on_close(id);
+        } catch (std::exception const& e) {
+            log_.error("on_close threw", {{"id", id}, {"error", e.what()}});
+        }
+    }
+    check_done();
+}
+
+inline void ws_server::keep_ticking() {
+    if (ticking_) return;
+    ticking_ = true;
+    arm_tick();
+}
+
+inline void ws_server::arm_tick() {
+    tick_.expires_after(tick_interval_);
+    tick_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec) self->on_tick();
+    });
+}
+
+// Every connection's timers in one pass: a comparison of tick counts each.
+inline void ws_server::on_tick() {
+    ++ticks_;
+    expired_.clear();
+    for (auto& [id, c] : connections_) {
+        if (c.state == ws_state::closing || c.state == ws_state::close_sent) {
+            if (tick_reached(c.control->deadline)) expired_.push_back(id);
+            continue;
+        }
+        if (c.state != ws_state::open) continue;
+        std::uint32_t const silent = ticks_ - c.heard;
+        if (silent > idle_ticks_) {
+            expired_.push_back(id);
+        } else if (silent > ping_ticks_ && !c.ping_sent) {
+            c.ping_sent = true;
+            control_of(c).out += ws_frame_bytes(ws_opcode::ping, {});
+            mark_dirty(c);
+        }
+    }
+    for (connection_id const id : expired_) {
+        auto* c = find(id);
+        if (!c) continue;
+        log_.debug(c->state == ws_state::open ? "no answer to ping; dropping connection"
+                                              : "close not finished in time; dropping connection",
+                   {{"id", id}, {"queued_bytes", c->queue.bytes()}});
+        finish(*c, ws_net::error::timed_out);
+    }
+    if (connections_.empty()) ticking_ = false;
+    else arm_tick();
 }
 
 // ============================================================================
@@ -662,7 +915,7 @@ inline void http_session::on_read(boost::system::error_code ec) {
         return;
     }
     auto const& req = parser_->get();
-    if (ws_ws::is_upgrade(req)) {
+    if (boost::beast::websocket::is_upgrade(req)) {
         upgrade();
         return;
     }
@@ -689,21 +942,27 @@ inline void http_session::upgrade() {
         return;
     }
     auto const& req = parser_->get();
-    auto session = srv_->open_session(remote_, std::string_view(req.target().data(), req.target().size()));
-    if (!session) {
+    switch (check_ws_upgrade(req)) {
+    case ws_upgrade_check::ok: break;
+    case ws_upgrade_check::bad_request:
+        respond(ws_http::status::bad_request, "bad websocket upgrade\n", "text/plain", false);
+        return;
+    case ws_upgrade_check::unsupported_version:
+        prepare(ws_http::status::upgrade_required, "websocket version 13 only\n", "text/plain", false);
+        res_.set(ws_http::field::sec_websocket_version, "13");
+        write_response(false);
+        return;
+    }
+    if (!srv_->upgrade(stream_, req, remote_, buffer_)) {
         respond(ws_http::status::unauthorized, "unauthorized\n", "text/plain", false);
         return;
     }
-    stream_.expires_never();
-    // Bytes after the request stay unread: a client must wait for the 101
-    // before it sends frames (RFC 6455, 4.1).
-    session->accept(stream_.release_socket(), parser_->release());
     parser_.reset();
     ended_ = true;
     srv_->http_ended(key_);
 }
 
-inline void http_session::respond(ws_http::status status, std::string body, std::string_view content_type,
+inline void http_session::prepare(ws_http::status status, std::string body, std::string_view content_type,
                                   bool keep_alive) {
     auto const& req = parser_->get();
     res_ = {};
@@ -714,12 +973,15 @@ inline void http_session::respond(ws_http::status status, std::string body, std:
     res_.keep_alive(keep_alive);
     res_.body() = std::move(body);
     res_.prepare_payload();
-    stream_.expires_after(srv_->opts().handshake_timeout);
     if (srv_->log().enabled(log_level::trace))
         srv_->log().trace("http", {{"method", std::string_view(req.method_string().data(), req.method_string().size())},
                                    {"target", std::string_view(req.target().data(), req.target().size())},
                                    {"status", static_cast<unsigned>(status)},
                                    {"remote", format_endpoint(remote_)}});
+}
+
+inline void http_session::write_response(bool keep_alive) {
+    stream_.expires_after(srv_->opts().handshake_timeout);
     ws_http::async_write(stream_, res_,
                          [self = shared_from_this(), keep_alive](boost::system::error_code ec, std::size_t) {
                              self->on_write(ec, keep_alive);

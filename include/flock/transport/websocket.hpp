@@ -1,5 +1,9 @@
-// flk::websocket_transport: the Boost.Beast Transport. One TCP port serves
-// plain HTTP (`GET /health`) and WebSocket upgrades on any path.
+// flk::websocket_transport: the WebSocket Transport. One TCP port serves
+// plain HTTP (`GET /health`) and WebSocket upgrades on any path. Beast reads
+// the HTTP requests; the RFC 6455 framing is flock's own (detail/ws_frame.hpp),
+// built for fan-out: frames queued on a connection during one turn of the
+// event loop leave in one gather write, and an idle connection holds no
+// buffers (see detail/ws_server.hpp).
 //
 //     boost::asio::io_context ioc;
 //     flk::websocket_transport t(ioc.get_executor(), opts, events);
@@ -13,6 +17,14 @@
 // Lifetime: destroy it on that thread, or once the io_context no longer
 // runs. Destroying it without stop() drops every connection without calling
 // on_close; call stop(done) and wait for done for an orderly shutdown.
+//
+// The protocol, as served: RFC 6455 version 13, no extensions (no
+// permessage-deflate); a subprotocol when on_open names one the client
+// offered. Messages up to options::max_frame_bytes (fragments reassembled;
+// 1009 beyond), protocol errors closed with 1002, pings answered. A
+// connection silent for half of options::idle_timeout is pinged and dropped
+// after the whole of it. One deviation: text messages are not checked for
+// UTF-8 (RFC 6455 would close with 1007); the codec drops what it cannot read.
 #pragma once
 
 #include <flock/detail/ws_server.hpp>
