@@ -785,6 +785,15 @@ inline void ws_server::account(ws_connection& c, std::size_t written) {
         case piece::close:
             c.state = ws_state::close_sent;
             c.control->deadline = ticks_ + close_ticks_ + 1;  // the peer has this long to answer
+            // Failing the connection (1002, 1009): its input can no longer be
+            // parsed, so its close reply would never be recognised. Send FIN
+            // after our close frame (the peer then sees close + EOF and ends
+            // at once) and drain its input until EOF, so no RST can destroy
+            // the close frame before the peer read it.
+            if (c.discarding) {
+                boost::system::error_code ignored;
+                c.socket.shutdown(ws_tcp::socket::shutdown_send, ignored);
+            }
             break;
         case piece::none: break;
         }
