@@ -43,12 +43,14 @@ public:
     /// Traffic other than heartbeats refreshes presence at most this often.
     static constexpr std::chrono::seconds touch_interval{1};
 
-    /// Throws config_error when `opts` cannot work.
-    basic_flock(boost::asio::any_io_executor ex, options opts)
+    /// Throws config_error when `opts` cannot work. `broker_args` follow the
+    /// standard three when the broker takes more (a shard of a memory_hub).
+    template <class... BrokerArgs>
+    basic_flock(boost::asio::any_io_executor ex, options opts, BrokerArgs&&... broker_args)
         : opts_(validated(std::move(opts))),
           log_(opts_.make_logger()),
           transport_(ex, opts_, *this),
-          broker_(ex, opts_, *this),
+          broker_(ex, opts_, *this, std::forward<BrokerArgs>(broker_args)...),
           heartbeat_ack_{encode(server::heartbeat_ack{}, frame_kind::text),
                          encode(server::heartbeat_ack{}, frame_kind::binary)} {}
 
@@ -65,7 +67,13 @@ public:
     /// other instances) and its presence removed, then every socket is closed
     /// with 1001 once its queued frames are sent. `done` runs when all is shut.
     void stop(std::function<void()> done = {}) {
-        if (stopping_) return;
+        if (stopping_) {
+            // Already stopping: this caller is told once everything is shut too.
+            if (!done) return;
+            if (stopped_) done();
+            else stop_waiters_.push_back(std::move(done));
+            return;
+        }
         stopping_ = true;
         for (auto& [room_id, r] : rooms_) {
             while (!r.local.empty()) {
@@ -82,7 +90,13 @@ public:
         }
         rooms_.clear();
         for (auto& [id, c] : connections_) c.memberships.clear();
-        transport_.stop([this, done = std::move(done)]() mutable { broker_.stop(std::move(done)); });
+        if (done) stop_waiters_.push_back(std::move(done));
+        transport_.stop([this] {
+            broker_.stop([this] {
+                stopped_ = true;
+                for (auto& w : std::exchange(stop_waiters_, {})) w();
+            });
+        });
     }
 
     TransportT& transport() noexcept { return transport_; }
@@ -570,6 +584,8 @@ private:
     detail::string_map<room> rooms_;
     std::uint64_t join_seq_ = 0;
     bool stopping_ = false;
+    bool stopped_ = false;
+    std::vector<std::function<void()>> stop_waiters_;
 };
 
 }  // namespace flk

@@ -541,6 +541,10 @@ BOOST_FIXTURE_TEST_CASE(graceful_stop_announces_departures_and_closes_with_1001,
     BOOST_TEST((alice.close_code() == flk::close_code::going_away));
     BOOST_TEST((bob.close_code() == flk::close_code::going_away));
     BOOST_TEST(broker().subscribed.empty());
+    // A second stop (a second signal, a second owner) is told too, at once.
+    bool again = false;
+    srv->stop([&] { again = true; });
+    BOOST_TEST(again);
 }
 
 BOOST_FIXTURE_TEST_CASE(health_reports_ok_and_the_brokers_fields, fixture) {
