@@ -1,9 +1,11 @@
 // flock-server: the ready-to-run presence server, configured from FLOCK_*
 // environment variables exactly like the reference server. In-memory broker
-// unless FLOCK_REDIS_URL is set.
+// unless FLOCK_REDIS_URL is set; one event loop per core unless FLOCK_THREADS
+// says otherwise.
 #include <flock/flock.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <csignal>
@@ -15,12 +17,14 @@ namespace {
 template <class Server>
 int serve(flk::options const& opts, std::string_view broker_name) {
     auto log = opts.make_logger();
-    boost::asio::io_context io(1);
-    Server server(io.get_executor(), opts);
-    server.start();
+    boost::asio::io_context io(1);  // the main thread only waits for signals
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    flk::sharded_server<Server> server(opts);
+    server.start([&] { boost::asio::post(io, [&] { signals.cancel(); }); });  // join() rethrows
     log.info("flock-server started",
              {{"host", opts.host},
-              {"port", server.transport().port()},
+              {"port", server.port()},
+              {"threads", server.size()},
               {"broker", broker_name},
               {"auth", opts.api_keys.empty() ? "open" : "api-keys"},
               {"max_room_size", opts.max_room_size},
@@ -31,25 +35,28 @@ int serve(flk::options const& opts, std::string_view broker_name) {
 
     // First signal: graceful stop (members told, sockets closed with 1001).
     // A second one while stopping: leave at once.
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     bool stopping = false;
     std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
         if (ec) return;
         if (stopping) {
             log.warn("second signal, exiting now", {{"signal", sig}});
-            io.stop();
+            server.halt();
+            signals.cancel();
             return;
         }
         stopping = true;
         log.info("stopping", {{"signal", sig}});
         server.stop([&] {
-            signals.cancel();
-            log.info("stopped");
+            boost::asio::post(io, [&] {
+                signals.cancel();
+                log.info("stopped");
+            });
         });
         signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);
     io.run();
+    server.join();
     return 0;
 }
 

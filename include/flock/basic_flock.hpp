@@ -22,6 +22,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -46,6 +47,8 @@ public:
     /// Throws config_error when `opts` cannot work. `broker_args` follow the
     /// standard three when the broker takes more (a shard of a memory_hub).
     template <class... BrokerArgs>
+        requires std::constructible_from<BrokerT, boost::asio::any_io_executor, options const&, broker_events&,
+                                         BrokerArgs...>
     basic_flock(boost::asio::any_io_executor ex, options opts, BrokerArgs&&... broker_args)
         : opts_(validated(std::move(opts))),
           log_(opts_.make_logger()),

@@ -13,6 +13,7 @@
 #include <flock/codec/negotiated.hpp>
 #include <flock/options.hpp>
 #include <flock/protocol.hpp>
+#include <flock/sharded_server.hpp>
 #include <flock/testing/memory_transport.hpp>
 #include <flock/testing/mock_broker.hpp>
 #include <flock/transport/websocket.hpp>

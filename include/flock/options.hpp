@@ -47,6 +47,12 @@ struct options {
     std::size_t max_send_queue_bytes = 1024 * 1024;      ///< FLOCK_MAX_SEND_QUEUE_BYTES
     std::chrono::milliseconds handshake_timeout{10000};  ///< FLOCK_HANDSHAKE_TIMEOUT_MS
     std::chrono::milliseconds idle_timeout{30000};       ///< FLOCK_IDLE_TIMEOUT_MS (ping at half)
+    /// FLOCK_THREADS: event loops (shards) of a flk::sharded_server; 0 = one
+    /// per core. A basic_flock alone always runs on the one executor it is given.
+    std::uint32_t threads = 0;
+    /// Let other listeners in this process bind the same port (SO_REUSEPORT),
+    /// so the kernel spreads connections over them. sharded_server sets it.
+    bool reuse_port = false;
 
     /// Where log lines go; stderr when empty.
     logger::sink_type log_sink;
@@ -121,6 +127,7 @@ struct options {
             o.handshake_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_HANDSHAKE_TIMEOUT_MS", *v, 1));
         if (auto v = var("FLOCK_IDLE_TIMEOUT_MS"))
             o.idle_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_IDLE_TIMEOUT_MS", *v, 1));
+        if (auto v = var("FLOCK_THREADS")) o.threads = number<std::uint32_t>("FLOCK_THREADS", *v, 0, 1024);
         o.validate();
         return o;
     }

@@ -402,6 +402,10 @@ inline void ws_server::start() {
     if (ec) fail("open");
     acceptor_.set_option(ws_net::socket_base::reuse_address(true), ec);
     if (ec) fail("SO_REUSEADDR");
+    if (opts_.reuse_port) {
+        acceptor_.set_option(ws_net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
+        if (ec) fail("SO_REUSEPORT");
+    }
     acceptor_.bind(endpoint, ec);
     if (ec) fail("bind");
     acceptor_.listen(ws_net::socket_base::max_listen_connections, ec);

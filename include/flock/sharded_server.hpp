@@ -1,0 +1,177 @@
+// flk::sharded_server: one flock server per core, sharing nothing.
+//
+// A basic_flock runs on one event loop. To use several cores, a process runs
+// several of them, shards, each with its own io_context on its own thread:
+//
+// - they listen on the same port with SO_REUSEPORT, so the kernel spreads
+//   new connections over them, and a connection stays on its shard for life;
+// - they coordinate as separate instances do: through Redis when the broker
+//   is redis_broker (each shard is an instance with its own instanceId), or
+//   through a memory_hub when it is memory_broker (see broker/memory.hpp).
+//
+// No state is shared between threads, so the hot path takes no lock; what
+// crosses shards goes by message passing, batched per loop turn.
+//
+//     flk::options opts = flk::options::from_env();      // opts.threads: 0 = one per core
+//     flk::sharded_server<flk::single_node_server> server(opts);
+//     server.start();                                    // binds; throws on failure
+//     ...
+//     server.stop([] { /* every shard is shut */ });     // from any thread
+//     server.join();                                     // the threads are gone
+#pragma once
+
+#include <flock/broker/memory.hpp>
+#include <flock/options.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace flk {
+
+template <class Server>
+class sharded_server {
+public:
+    using server_type = Server;
+
+    /// Nothing runs or binds before start(). `opts.threads` shards, or one
+    /// per core when it is 0.
+    explicit sharded_server(options opts) : opts_(std::move(opts)) {
+        std::size_t n = opts_.threads;
+        if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+        opts_.reuse_port = n > 1;
+        shards_.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<shard>());
+        hub_ = std::make_unique<memory_hub>(n);
+    }
+
+    sharded_server(sharded_server const&) = delete;
+    sharded_server& operator=(sharded_server const&) = delete;
+
+    ~sharded_server() {
+        if (!started_) return;
+        halt();
+        join_threads();
+    }
+
+    /// Builds and starts every shard, then runs one thread per shard. Shard 0
+    /// binds first, so a port of 0 picks one free port that all shards share.
+    /// Throws what the Server throws (config_error, a bind failure). Should a
+    /// shard's loop throw later, every loop is halted and `on_failure` runs
+    /// (on that shard's thread); join() then rethrows.
+    void start(std::function<void()> on_failure = {}) {
+        if (started_) return;
+        for (std::size_t i = 0; i < shards_.size(); ++i) {
+            auto& s = *shards_[i];
+            if constexpr (hub_aware) s.server.emplace(s.io.get_executor(), opts_, *hub_, i);
+            else s.server.emplace(s.io.get_executor(), opts_);
+            s.server->start();
+            if (i == 0) opts_.port = s.server->transport().port();
+        }
+        started_ = true;
+        for (auto& s : shards_)
+            s->thread = std::thread([this, &sh = *s, on_failure] {
+                try {
+                    sh.io.run();
+                } catch (...) {
+                    {
+                        std::lock_guard lock(failure_mutex_);
+                        if (!failure_) failure_ = std::current_exception();
+                    }
+                    halt();  // one shard down takes the process down, rather than half of it
+                    if (on_failure) on_failure();
+                }
+            });
+    }
+
+    /// Graceful stop of every shard (see basic_flock::stop); `done` runs on a
+    /// shard's thread once all of them are shut. Safe from any thread.
+    void stop(std::function<void()> done = {}) {
+        if (!started_) {
+            if (done) done();
+            return;
+        }
+        auto remaining = std::make_shared<std::atomic<std::size_t>>(shards_.size());
+        auto finish = [this, remaining, done = std::move(done)] {
+            if (remaining->fetch_sub(1) != 1) return;
+            for (auto& s : shards_) s->work.reset();  // each loop ends when its work does
+            if (done) done();
+        };
+        for (auto& s : shards_)
+            boost::asio::post(s->io, [&srv = *s->server, finish] { srv.stop(finish); });
+    }
+
+    /// Stops every event loop at once, without the goodbyes of stop().
+    void halt() {
+        for (auto& s : shards_) s->io.stop();
+    }
+
+    /// Waits for every shard's thread to end (after stop's `done`, or halt()).
+    /// Rethrows what ended a shard's loop, if anything did.
+    void join() {
+        join_threads();
+        std::lock_guard lock(failure_mutex_);
+        if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+    }
+
+    std::size_t size() const noexcept { return shards_.size(); }
+    /// The port every shard listens on; 0 before start().
+    std::uint16_t port() const noexcept { return started_ ? opts_.port : 0; }
+    options const& config() const noexcept { return opts_; }
+
+    /// Runs `f(i, server)` on each shard's own thread in turn and waits for it:
+    /// how to read a shard's state from outside. Never call it from a shard.
+    template <class F>
+    void for_each(F f) {
+        for (std::size_t i = 0; i < shards_.size(); ++i) {
+            std::promise<void> ran;
+            boost::asio::post(shards_[i]->io, [&, i] {
+                try {
+                    f(i, *shards_[i]->server);
+                    ran.set_value();
+                } catch (...) {
+                    ran.set_exception(std::current_exception());
+                }
+            });
+            ran.get_future().get();
+        }
+    }
+
+private:
+    static constexpr bool hub_aware =
+        std::constructible_from<Server, boost::asio::any_io_executor, options, memory_hub&, std::size_t>;
+
+    struct shard {
+        boost::asio::io_context io{1};
+        std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work{
+            io.get_executor()};
+        std::optional<Server> server;
+        std::thread thread;
+    };
+
+    void join_threads() {
+        for (auto& s : shards_)
+            if (s->thread.joinable()) s->thread.join();
+    }
+
+    options opts_;
+    std::unique_ptr<memory_hub> hub_;
+    std::vector<std::unique_ptr<shard>> shards_;
+    bool started_ = false;
+    std::mutex failure_mutex_;
+    std::exception_ptr failure_;
+};
+
+}  // namespace flk
