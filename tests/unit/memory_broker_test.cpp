@@ -4,6 +4,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +90,155 @@ BOOST_FIXTURE_TEST_CASE(leave_removes_at_once_and_drops_empty_rooms, fixture) {
     BOOST_TEST(broker.store().room_count() == 0u);
     broker.expire_idle(steady::now() + std::chrono::hours(1));
     BOOST_TEST(events.evicted.empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- shards of one process, joined by a memory_hub ----------------------------
+// Each shard has its own io_context, as under sharded_server; the test runs
+// them one after another on this thread, so every hand-off is explicit.
+
+struct shard_recorder : flk::broker_events {
+    std::vector<std::pair<std::string, flk::server_message>> remote;
+    std::vector<std::pair<std::string, std::string>> evicted;
+    void on_remote(std::string_view room, flk::server_message const& m) override { remote.emplace_back(room, m); }
+    void on_evicted(std::string_view room, std::string_view user) override { evicted.emplace_back(room, user); }
+};
+
+struct shards_fixture {
+    static constexpr std::size_t n = 3;
+    flk::options opts;
+    flk::memory_hub hub{n};
+    std::array<boost::asio::io_context, n> io;
+    std::array<shard_recorder, n> events;
+    std::vector<std::unique_ptr<flk::memory_broker>> brokers;
+
+    shards_fixture() {
+        for (std::size_t i = 0; i < n; ++i)
+            brokers.push_back(std::make_unique<flk::memory_broker>(io[i].get_executor(), opts, events[i], hub, i));
+        for (auto& b : brokers) b->start();
+    }
+    flk::memory_broker& shard(std::size_t i) { return *brokers[i]; }
+
+    // Runs every shard's ready work until none is left; returns the handlers run.
+    std::size_t settle() {
+        std::size_t total = 0;
+        for (std::size_t ran = 1; ran != 0;) {
+            ran = 0;
+            for (auto& ctx : io) {
+                ran += ctx.poll();
+                ctx.restart();
+            }
+            total += ran;
+        }
+        return total;
+    }
+    // A room whose presence lives on shard `owner`.
+    std::string room_owned_by(std::size_t owner, std::string_view prefix = "room") {
+        for (int i = 0;; ++i) {
+            auto r = std::string(prefix) + "-" + std::to_string(i);
+            if (hub.owner_of(r) == owner) return r;
+        }
+    }
+    std::optional<flk::join_result> join(std::size_t on, std::string room, std::string user, std::size_t cap = 10) {
+        std::optional<flk::join_result> out;
+        shard(on).join({std::move(room), std::move(user), {}, cap}, [&](flk::join_result r) { out = std::move(r); });
+        settle();
+        return out;
+    }
+    static std::vector<std::string> users_of(std::vector<std::pair<std::string, flk::server_message>> const& got) {
+        std::vector<std::string> users;
+        for (auto const& [room, m] : got)
+            if (auto* c = std::get_if<flk::server::cursor_updated>(&m)) users.push_back(c->user_id);
+        return users;
+    }
+};
+
+BOOST_AUTO_TEST_SUITE(memory_hub)
+
+BOOST_FIXTURE_TEST_CASE(capacity_holds_across_shards, shards_fixture) {
+    auto room = room_owned_by(1);
+    for (std::size_t s = 0; s < n; ++s) shard(s).subscribe(room);
+    BOOST_TEST((join(0, room, "a", 2)->outcome == join_status::joined));
+    BOOST_TEST((join(2, room, "b", 2)->outcome == join_status::joined));
+    BOOST_TEST((join(1, room, "c", 2)->outcome == join_status::room_full));
+    BOOST_TEST((join(0, room, "c", 2)->outcome == join_status::room_full));
+    // Joins racing from every shard in one turn: the owner admits exactly one.
+    shard(0).leave(room, "a");
+    std::vector<flk::join_result::status> outcomes;
+    for (std::size_t s = 0; s < n; ++s)
+        shard(s).join({room, "racer-" + std::to_string(s), {}, 2},
+                      [&](flk::join_result r) { outcomes.push_back(r.outcome); });
+    settle();
+    BOOST_TEST_REQUIRE(outcomes.size() == n);
+    BOOST_TEST(std::ranges::count(outcomes, join_status::joined) == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_snapshot_holds_members_of_other_shards, shards_fixture) {
+    auto room = room_owned_by(2);
+    join(0, room, "ann");
+    shard(0).set_metadata(room, "ann", boost::json::object{{"name", "Ann"}});
+    shard(0).set_cursor(room, "ann", {0.25, 0.75}, 0);
+    auto got = join(1, room, "ben");
+    BOOST_TEST_REQUIRE(got.has_value());
+    BOOST_TEST_REQUIRE(got->others.size() == 1u);
+    BOOST_TEST(got->others[0].user_id == "ann");
+    BOOST_TEST(got->others[0].meta.at("name").as_string() == "Ann");
+    BOOST_TEST((got->others[0].cursor == flk::position{0.25, 0.75}));
+    BOOST_TEST(shard(2).store().member_count(room) == 2u);  // the owner keeps it
+    BOOST_TEST(shard(0).store().member_count(room) == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_broadcast_reaches_every_other_following_shard_once_in_order, shards_fixture) {
+    auto room = room_owned_by(1);
+    shard(0).subscribe(room);
+    shard(2).subscribe(room);  // shard 1 owns the room but has no member in it
+    settle();
+    for (int i = 0; i < 50; ++i)
+        shard(0).publish(room, flk::server::cursor_updated{room, "u" + std::to_string(i), {0, 0}, i});
+    // One post carries the turn's batch to the owner, one more to the follower.
+    BOOST_TEST(settle() <= 4u);
+    std::vector<std::string> expected;
+    for (int i = 0; i < 50; ++i) expected.push_back("u" + std::to_string(i));
+    BOOST_TEST(users_of(events[2].remote) == expected, boost::test_tools::per_element());
+    BOOST_TEST(events[0].remote.empty());  // the publisher delivers locally itself
+    // The owner hears it too (it ignores rooms it has no member in).
+    BOOST_TEST(events[1].remote.size() == 50u);
+
+    shard(2).unsubscribe(room);
+    settle();
+    events[2].remote.clear();
+    shard(1).publish(room, flk::server::user_left{room, "u1"});
+    settle();
+    BOOST_TEST(events[2].remote.empty());
+    BOOST_TEST(events[0].remote.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_eviction_is_heard_once_by_each_following_shard, shards_fixture) {
+    auto room = room_owned_by(0);
+    for (std::size_t s = 0; s < n; ++s) shard(s).subscribe(room);
+    join(1, room, "quiet");
+    join(2, room, "chatty");
+    shard(2).touch(room, "chatty");
+    settle();
+    shard(0).expire_idle(steady::now() + opts.presence_ttl + std::chrono::milliseconds(10));
+    settle();
+    for (std::size_t s = 0; s < n; ++s) BOOST_TEST(events[s].evicted.size() == 2u, "shard " << s);
+    BOOST_TEST(shard(0).store().room_count() == 0u);
+    // Another shard's sweep owns nothing of this room, so it evicts no one twice.
+    shard(1).expire_idle(steady::now() + std::chrono::hours(1));
+    settle();
+    BOOST_TEST(events[1].evicted.size() == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_stopped_shard_is_told_nothing_more, shards_fixture) {
+    auto room = room_owned_by(0);
+    shard(1).subscribe(room);
+    settle();
+    shard(1).stop({});
+    shard(0).publish(room, flk::server::user_left{room, "x"});
+    settle();
+    BOOST_TEST(events[1].remote.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -65,7 +65,8 @@ BOOST_AUTO_TEST_CASE(every_variable_is_read) {
            {"FLOCK_MAX_ROOMS_PER_CONNECTION", "4"},
            {"FLOCK_MAX_SEND_QUEUE_BYTES", "8192"},
            {"FLOCK_HANDSHAKE_TIMEOUT_MS", "1500"},
-           {"FLOCK_IDLE_TIMEOUT_MS", "20000"}}};
+           {"FLOCK_IDLE_TIMEOUT_MS", "20000"},
+           {"FLOCK_THREADS", "3"}}};
     auto o = e.read();
     BOOST_TEST(o.port == 9000);
     BOOST_TEST(o.host == "127.0.0.1");
@@ -84,11 +85,13 @@ BOOST_AUTO_TEST_CASE(every_variable_is_read) {
     BOOST_TEST(o.max_send_queue_bytes == 8192u);
     BOOST_TEST(o.handshake_timeout.count() == 1500);
     BOOST_TEST(o.idle_timeout.count() == 20000);
+    BOOST_TEST(o.threads == 3u);
 }
 
 BOOST_AUTO_TEST_CASE(empty_variables_keep_the_default) {
     auto o = env{{{"FLOCK_PORT", ""}, {"FLOCK_LOG_LEVEL", ""}}}.read();
     BOOST_TEST(o.port == 8787);
+    BOOST_TEST(o.threads == 0u);  // one event loop per core
 }
 
 BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
@@ -108,6 +111,8 @@ BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
     check("FLOCK_LOG_LEVEL", "loud");
     check("FLOCK_MAX_FRAME_BYTES", "16");
     check("FLOCK_IDLE_TIMEOUT_MS", "99999999999999999999999");
+    check("FLOCK_THREADS", "all");
+    check("FLOCK_THREADS", "5000");
 }
 
 BOOST_AUTO_TEST_CASE(inconsistent_values_are_refused) {
