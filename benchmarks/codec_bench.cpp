@@ -2,7 +2,11 @@
 //
 //   encode/<codec>/<server message>         one server message to its frame payload
 //   decode/<codec>/<client message>         one client frame to a message (server side)
-//   decode_server/<codec>/<server message>  one server frame back (clients, relays)
+//   decode_server/<codec>/<server message>  one server frame back (clients, relays);
+//       for binary, the frame as it stands: handles are not turned into ids
+//   session/binary/<server message>         one server frame through a
+//       flk::binary_session that knows the handles: what a native client
+//       pays to get the message a JSON client gets
 //   broadcast/<codec>/<shared|naive>/<n>    one cursor:updated to n recipients:
 //       shared: encode once into a flk::frame, push that frame (a shared_ptr
 //               copy) onto each recipient's queue, as flock does;
@@ -55,11 +59,16 @@ using namespace flk;
 // ----------------------------------------------------------- messages
 // Typical values: ids like the browser SDK's, positions as a browser computes
 // them (clientX / innerWidth: full doubles), small metadata, a room of 10.
+// Server messages carry handles as the core sets them (room 1, the sender
+// 10); the JSON codec ignores them. "by-name" is the binary fallback for a
+// user the core has no handle for.
 
 constexpr std::string_view room = "design-review-42";
 constexpr std::string_view user = "user-1234";
 constexpr position pos{925.0 / 1920, 685.0 / 1080};
 constexpr std::int64_t now_ms = 1700000000123;
+constexpr handle room_handle = 1;
+constexpr handle user_handle = 10;
 
 metadata user_meta(int i) {
     return boost::json::parse(R"({"name":"User )" + std::to_string(1000 + i) + R"(","color":"#3b82f6"})")
@@ -71,20 +80,32 @@ struct server_sample {
     server_message message;
 };
 
-std::vector<server_sample> server_samples() {
-    server::join_ack ack{std::string(room), {}};
+/// The snapshot of the other 9 members of the room, handles 1 to 9.
+server::join_ack snapshot() {
+    server::join_ack ack{std::string(room), {}, room_handle};
     for (int i = 0; i < 9; ++i)
-        ack.users.push_back({"user-" + std::to_string(1000 + i), user_meta(i), position{0.25 + i * 0.05, 0.5}});
+        ack.users.push_back({"user-" + std::to_string(1000 + i), user_meta(i), position{0.25 + i * 0.05, 0.5},
+                             static_cast<handle>(i + 1)});
+    return ack;
+}
+
+server::user_joined joined() {
+    return {std::string(room), std::string(user), user_meta(234), room_handle, user_handle};
+}
+
+std::vector<server_sample> server_samples() {
+    std::string const r(room), u(user);
     return {
-        {"cursor:updated", server::cursor_updated{std::string(room), std::string(user), pos, now_ms}},
+        {"cursor:updated", server::cursor_updated{r, u, pos, now_ms, room_handle, user_handle}},
+        {"cursor:updated(by-name)", server::cursor_updated{r, u, pos, now_ms}},
         {"heartbeat:ack", server::heartbeat_ack{}},
-        {"cursor:removed", server::cursor_removed{std::string(room), std::string(user)}},
+        {"cursor:removed", server::cursor_removed{r, u, room_handle, user_handle}},
         {"presence:updated",
-         server::presence_updated{std::string(room), std::string(user),
-                                  boost::json::parse(R"({"status":"away"})").as_object()}},
-        {"user:joined", server::user_joined{std::string(room), std::string(user), user_meta(234)}},
-        {"user:left", server::user_left{std::string(room), std::string(user)}},
-        {"join:ack(9)", std::move(ack)},
+         server::presence_updated{r, u, boost::json::parse(R"({"status":"away"})").as_object(), room_handle,
+                                  user_handle}},
+        {"user:joined", joined()},
+        {"user:left", server::user_left{r, u, room_handle, user_handle}},
+        {"join:ack(9)", snapshot()},
         {"error", server::error{error_code::rate_limited, "rate limit exceeded", std::nullopt}},
     };
 }
@@ -160,13 +181,31 @@ void decode_server(benchmark::State& state, std::string const& frame) {
     per_message(state, frame.size(), allocations - before);
 }
 
+/// A native client's decode: through a session that was told the handles
+/// (the snapshot and the sender's user:joined). user:left is left out: it
+/// retires the handle, so the same frame cannot be read twice.
+void session_decode(benchmark::State& state, std::string const& frame) {
+    binary_codec const codec;
+    binary_session session;
+    if (!session.decode(codec.encode(snapshot())) || !session.decode(codec.encode(joined())) ||
+        !session.decode(frame))
+        state.SkipWithError("sample does not decode");
+    auto const before = allocations;
+    for (auto _ : state) {
+        auto r = session.decode(frame);
+        benchmark::DoNotOptimize(r);
+    }
+    per_message(state, frame.size(), allocations - before);
+}
+
 /// One cursor:updated broadcast to `recipients` per-connection queues. The
 /// queues are emptied each iteration (after their write, a connection
 /// releases its frames), so releasing the frames is part of the cost.
 template <class Codec>
 void broadcast(benchmark::State& state, bool shared, std::size_t recipients) {
     Codec const codec;
-    server_message const m = server::cursor_updated{std::string(room), std::string(user), pos, now_ms};
+    server_message const m =
+        server::cursor_updated{std::string(room), std::string(user), pos, now_ms, room_handle, user_handle};
     std::vector<std::vector<frame>> queues(recipients);
     for (auto& q : queues) q.reserve(4);
     std::uint64_t const key = 42;
@@ -216,6 +255,9 @@ void register_all() {
         benchmark::RegisterBenchmark(
             name_of("decode_server", "binary", s.name).c_str(),
             [f = bin.encode(s.message)](benchmark::State& st) { decode_server<binary_codec>(st, f); });
+        if (s.name != "user:left")
+            benchmark::RegisterBenchmark(name_of("session", "binary", s.name).c_str(),
+                                         [f = bin.encode(s.message)](benchmark::State& st) { session_decode(st, f); });
     }
     for (std::size_t n : {9u, 99u}) {
         for (bool shared : {true, false}) {

@@ -35,6 +35,14 @@ inline constexpr std::size_t msg_type_count = 7;
 inline constexpr std::string_view msg_type_names[msg_type_count] = {
     "cursor:updated", "heartbeat:ack", "join:ack", "user:joined", "user:left", "error", "other"};
 
+/// What a connection that reads message content keeps from one frame to
+/// the next, for a wire encoding whose frames refer to earlier ones (binary:
+/// the handles its server announced). One per such connection.
+class codec_session {
+public:
+    virtual ~codec_session() = default;
+};
+
 /// What the generator needs from one server message.
 struct inbound {
     msg_type type = msg_type::other;
@@ -57,9 +65,14 @@ public:
     virtual void encode_move(std::string& out, std::string_view room, double x, double y) const = 0;
     virtual void encode_heartbeat(std::string& out, std::string_view room) const = 0;
 
+    /// What a connection that reads content must keep (see codec_session);
+    /// null when the encoding needs nothing.
+    virtual std::unique_ptr<codec_session> make_session() const { return nullptr; }
+
     /// The message type always; with `content`, also the cursor:updated fields
-    /// (which is the costly part, done on sampled connections).
-    virtual inbound parse_frame(std::string_view payload, bool content) const = 0;
+    /// (which is the costly part, done on sampled connections). `session` is
+    /// the connection's, from make_session(), when `content`.
+    virtual inbound parse_frame(std::string_view payload, bool content, codec_session* session) const = 0;
 };
 
 /// PROTOCOL.md's JSON. Reading scans for the few keys it needs instead of
@@ -90,7 +103,7 @@ public:
         out.append(R"({"type":"heartbeat","roomId":")").append(room).append(R"("})");
     }
 
-    inbound parse_frame(std::string_view payload, bool content) const override {
+    inbound parse_frame(std::string_view payload, bool content, codec_session*) const override {
         inbound m;
         auto const type = string_field(payload, "type");
         if (!type) return m;
@@ -163,7 +176,10 @@ private:
 };
 
 /// flock's binary layout (docs/binary-codec.md), negotiated with the
-/// subprotocol flock.binary.v1. Written and read by the library's own codec.
+/// subprotocol flock.binary.v2. Written and read by the library's own codec.
+/// A cursor:updated names its sender by handle: a connection that reads
+/// content keeps a flk::binary_session, fed every join:ack, user:joined and
+/// user:left, to turn the handle back into the sender's userId.
 class binary_codec final : public codec {
 public:
     std::string_view name() const override { return "binary"; }
@@ -181,19 +197,29 @@ public:
         out += wire_.encode_client(flk::client::heartbeat{std::string(room)});
     }
 
-    inbound parse_frame(std::string_view payload, bool content) const override {
+    std::unique_ptr<codec_session> make_session() const override { return std::make_unique<state>(); }
+
+    inbound parse_frame(std::string_view payload, bool content, codec_session* session) const override {
         inbound m;
         if (payload.empty()) return m;
         m.type = classify(static_cast<std::uint8_t>(payload.front()));
         if (m.type == msg_type::error) return read_error(payload, m);
-        if (m.type != msg_type::cursor_updated || !content) return m;
-        auto msg = wire_.decode_server(payload);
-        auto const* cu = msg ? std::get_if<flk::server::cursor_updated>(&*msg) : nullptr;
+        auto* const s = content ? static_cast<state*>(session) : nullptr;
+        if (!s) return m;
+        switch (m.type) {
+        case msg_type::join_ack:
+        case msg_type::user_joined:
+        case msg_type::user_left: s->names.decode(payload); return m;  // the handles to learn
+        case msg_type::cursor_updated: break;
+        default: return m;
+        }
+        auto msg = s->names.decode(payload);
+        auto* const cu = msg ? std::get_if<flk::server::cursor_updated>(&*msg) : nullptr;
         if (!cu) return m;
-        // The views must outlive this call; each worker thread parses one frame at a time.
-        thread_local std::string user;
-        user = cu->user_id;
-        m.user_id = user;
+        // The view must outlive this call: it points into the session, which
+        // holds one sender at a time.
+        s->user = std::move(cu->user_id);
+        m.user_id = s->user;
         m.x = cu->pos.x;
         m.y = cu->pos.y;
         m.content = true;
@@ -201,6 +227,11 @@ public:
     }
 
 private:
+    struct state final : codec_session {
+        flk::binary_session names;
+        std::string user;  ///< the sender of the last cursor:updated read
+    };
+
     // Errors are rare: read them with the library's decoder.
     inbound read_error(std::string_view payload, inbound m) const {
         auto msg = wire_.decode_server(payload);
@@ -209,13 +240,17 @@ private:
         return m;
     }
 
+    /// Both forms of a message (by name 0x8N, by handle 0x9N) are one type.
     static msg_type classify(std::uint8_t tag) {
         namespace t = flk::detail::binary_wire::tag;
         switch (tag) {
+        case t::cursor_updated_by_handle:
         case t::cursor_updated: return msg_type::cursor_updated;
         case t::heartbeat_ack: return msg_type::heartbeat_ack;
         case t::join_ack: return msg_type::join_ack;
+        case t::user_joined_by_handle:
         case t::user_joined: return msg_type::user_joined;
+        case t::user_left_by_handle:
         case t::user_left: return msg_type::user_left;
         case t::error: return msg_type::error;
         default: return msg_type::other;

@@ -58,7 +58,10 @@ public:
         room_base_ = id / o.room_size * o.room_size;
         slot_ = id - room_base_;
         members_ = std::min(o.room_size, o.connections - room_base_);
-        if (checked) peers_.resize(members_);
+        if (checked) {
+            peers_.resize(members_);
+            session_ = ctx.cfg.wire.make_session();
+        }
         room_id_ = "r" + ctx.cfg.run_id + "-" + std::to_string(id / o.room_size);
         mask_key_ = static_cast<std::uint32_t>(ctx.rng());
     }
@@ -271,7 +274,7 @@ private:
             ++s.frames_in_window;
             s.bytes_in_window += payload.size();
         }
-        auto const m = ctx_.cfg.wire.parse_frame(payload, checked_);
+        auto const m = ctx_.cfg.wire.parse_frame(payload, checked_, session_.get());
         ++s.by_type[static_cast<std::size_t>(m.type)];
         switch (m.type) {
         case msg_type::cursor_updated:
@@ -406,6 +409,7 @@ private:
     std::uint64_t seq_ = 0;
     std::uint64_t moves_in_window_ = 0;
     std::vector<sequence_tracker> peers_;  ///< by room slot; checked connections only
+    std::unique_ptr<codec_session> session_;  ///< checked connections, when the codec keeps one
 };
 
 }  // namespace load

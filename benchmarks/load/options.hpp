@@ -38,7 +38,7 @@ result on stdout. A cursor:move carries x = sequence number, y = send time in
   --sample F             fraction of connections whose messages are checked
                          for latency, duplicates and gaps (frames are counted
                          on all)                                  [1]
-  --codec json|binary    wire encoding (binary: subprotocol flock.binary.v1) [json]
+  --codec json|binary    wire encoding (binary: subprotocol flock.binary.v2) [json]
   --markdown FILE        also write a Markdown summary to FILE
   --label TEXT           a name for this run, copied into the results
   --server-pid PID       also report this process's CPU and RSS over the window

@@ -126,10 +126,17 @@ private:
         bool joined = false;        // false while the broker's answer is awaited
         std::uint64_t join_seq = 0; // tells a current join from a superseded one
         steady_time last_touch{};
+        flk::handle user_handle = 0; // its handle in the room (see flk::handle)
     };
+    // Handles (flk::handle): the room's own, from an instance-wide counter, and
+    // one per user present, from the room's counter. A user keeps its handle
+    // while present here, local or remote; after a user:left it gets a new one.
     struct room {
-        detail::string_map<member> local;  // by userId
-        detail::string_set remote;          // userIds present on other instances
+        detail::string_map<member> local;        // by userId
+        detail::string_map<flk::handle> remote;  // userIds present on other instances, with
+                                                 // their handle (0: none, see snapshot_handle)
+        flk::handle id = 0;
+        flk::handle last_user_handle = 0;
     };
     struct pending_cursor {
         std::string room_id;
@@ -235,15 +242,17 @@ private:
             // its socket is closed so a live client re-joins rather than lingering
             // half present.
             auto conn = m->second.conn;
+            auto h = m->second.user_handle;
             std::string user(user_id);
             rm.local.erase(m);
             forget_membership(conn, rid);
             log_.info("presence expired", {{"room", rid}, {"user", user}, {"conn", conn}});
-            broadcast(rid, rm, server::user_left{rid, user}, 0, false);
+            broadcast(rid, rm, server::user_left{rid, user, rm.id, h}, 0, false, key_of(rid, user));
             close(conn, close_code::presence_expired, "presence expired");
         } else if (auto gone = rm.remote.find(user_id); gone != rm.remote.end()) {
+            auto h = gone->second;
             rm.remote.erase(gone);
-            broadcast(rid, rm, server::user_left{rid, std::string(user_id)}, 0, false);
+            broadcast(rid, rm, server::user_left{rid, std::string(user_id), rm.id, h}, 0, false, key_of(rid, user_id));
         }
         drop_if_empty(r);
     }
@@ -286,7 +295,10 @@ private:
         }
 
         auto [r, created] = rooms_.try_emplace(j.room_id);
-        if (created) broker_.subscribe(j.room_id);  // before the join, so no broadcast is missed
+        if (created) {
+            r->second.id = ++last_room_handle_;
+            broker_.subscribe(j.room_id);  // before the join, so no broadcast is missed
+        }
         room& rm = r->second;
         std::string const& rid = r->first;
         if (auto old = rm.local.find(j.user_id); old != rm.local.end() && old->second.conn != id) {
@@ -295,15 +307,24 @@ private:
             // about to be rewritten by this join.
             auto old_conn = old->second.conn;
             bool was_joined = old->second.joined;
+            auto old_handle = old->second.user_handle;
             rm.local.erase(old);
             forget_membership(old_conn, rid);
-            if (was_joined) broadcast(rid, rm, server::user_left{rid, j.user_id}, 0, true);
+            if (was_joined)
+                broadcast(rid, rm, server::user_left{rid, j.user_id, rm.id, old_handle}, 0, true,
+                          key_of(rid, j.user_id));
             close(old_conn, close_code::replaced, "replaced by a newer connection");
         }
         if (!find_membership(c, rid)) c.memberships.push_back({rid, j.user_id});
         auto seq = ++join_seq_;
         auto& mem = rm.local[j.user_id];
-        mem = member{id, c.out, j.meta, false, seq, now};
+        // A user still present (a re-join on the same socket, or one so far on
+        // another instance) keeps its handle.
+        flk::handle h = mem.user_handle;
+        if (!h)
+            if (auto remote = rm.remote.find(j.user_id); remote != rm.remote.end()) h = remote->second;
+        if (!h) h = ++rm.last_user_handle;
+        mem = member{id, c.out, j.meta, false, seq, now, h};
         broker_.join({rid, j.user_id, std::move(j.meta), opts_.max_room_size},
                      [this, id, rid = rid, user = j.user_id, seq](join_result res) mutable {
                          joined(id, rid, user, seq, std::move(res));
@@ -346,11 +367,13 @@ private:
 
         mem->joined = true;
         rm.remote.erase(user_id);
-        for (auto const& other : res.others)
-            if (!rm.local.contains(other.user_id)) rm.remote.insert(other.user_id);
+        bool const others_here = std::ranges::any_of(
+            rm.local, [&](auto const& m) { return m.second.joined && m.first != user_id; });
+        for (auto& other : res.others) other.user_handle = snapshot_handle(rm, other.user_id, others_here);
         log_.debug("joined", {{"conn", id}, {"room", room_id}, {"user", user_id}});
-        transport_.send(id, encode(server::join_ack{room_id, std::move(res.others)}, mem->out));
-        broadcast(room_id, rm, server::user_joined{room_id, user_id, mem->meta}, id, true);
+        transport_.send(id, encode(server::join_ack{room_id, std::move(res.others), rm.id}, mem->out));
+        broadcast(room_id, rm, server::user_joined{room_id, user_id, mem->meta, rm.id, mem->user_handle}, id, true,
+                  key_of(room_id, user_id));
         if (c != connections_.end()) replay_pending(id, c->second, room_id);
     }
 
@@ -377,7 +400,9 @@ private:
         auto const& user = find_membership(c, m.room_id)->user_id;
         touch(m.room_id, user, *mem, now, false);
         broker_.clear_cursor(m.room_id, user);
-        broadcast(m.room_id, server::cursor_removed{m.room_id, user}, id, key_of(m.room_id, user));
+        auto& rm = room_of(m.room_id);
+        broadcast(m.room_id, rm, server::cursor_removed{m.room_id, user, rm.id, mem->user_handle}, id, true,
+                  key_of(m.room_id, user));
     }
 
     void handle(connection_id id, connection& c, client::presence_update& p, steady_time now) {
@@ -393,8 +418,9 @@ private:
         auto const& user = find_membership(c, p.room_id)->user_id;
         touch(p.room_id, user, *mem, now, false);
         broker_.set_metadata(p.room_id, user, mem->meta);
-        broadcast(p.room_id, server::presence_updated{p.room_id, user, std::move(p.patch)}, id,
-                  key_of(p.room_id, user));
+        auto& rm = room_of(p.room_id);
+        broadcast(p.room_id, rm, server::presence_updated{p.room_id, user, std::move(p.patch), rm.id, mem->user_handle},
+                  id, true, key_of(p.room_id, user));
     }
 
     void handle(connection_id id, connection& c, client::leave const& l, steady_time) {
@@ -407,32 +433,43 @@ private:
     }
 
     // ---- remote broadcasts -----------------------------------------------------
+    // Relayed with this instance's handles (see ours()), never the sender's.
 
     void relay(std::string const& room_id, room& rm, server::user_joined const& m) {
+        flk::handle h = 0;
         if (auto mine = rm.local.find(m.user_id); mine != rm.local.end()) {
             // The same user joined on another instance: that socket is now the
-            // live one. Ours goes without touching the shared presence.
+            // live one. Ours goes without touching the shared presence, and the
+            // user, present all along, keeps its handle.
             auto conn = mine->second.conn;
+            h = mine->second.user_handle;
             rm.local.erase(mine);
             forget_membership(conn, room_id);
             close(conn, close_code::replaced, "replaced by a newer connection");
         }
-        rm.remote.insert(m.user_id);
-        broadcast(room_id, rm, m, 0, false);
+        auto& known = rm.remote[m.user_id];
+        if (h) known = h;
+        else if (!known) known = ++rm.last_user_handle;  // announced right here
+        broadcast(room_id, rm, ours(m, rm, known), 0, false, key_of(room_id, m.user_id));
     }
     void relay(std::string const& room_id, room& rm, server::user_left const& m) {
         if (rm.local.contains(m.user_id)) return;  // an old socket elsewhere; the user is live here
-        rm.remote.erase(m.user_id);
-        broadcast(room_id, rm, m, 0, false);
+        flk::handle h = 0;
+        if (auto gone = rm.remote.find(m.user_id); gone != rm.remote.end()) {
+            h = gone->second;
+            rm.remote.erase(gone);
+        }
+        broadcast(room_id, rm, ours(m, rm, h), 0, false, key_of(room_id, m.user_id));
     }
     void relay(std::string const& room_id, room& rm, server::cursor_updated const& m) {
-        broadcast(room_id, rm, m, 0, false, key_of(room_id, m.user_id), true);
+        broadcast(room_id, rm, ours(m, rm, announced_handle(rm, m.user_id)), 0, false, key_of(room_id, m.user_id),
+                  true);
     }
     void relay(std::string const& room_id, room& rm, server::cursor_removed const& m) {
-        broadcast(room_id, rm, m, 0, false, key_of(room_id, m.user_id));
+        broadcast(room_id, rm, ours(m, rm, announced_handle(rm, m.user_id)), 0, false, key_of(room_id, m.user_id));
     }
     void relay(std::string const& room_id, room& rm, server::presence_updated const& m) {
-        broadcast(room_id, rm, m, 0, false, key_of(room_id, m.user_id));
+        broadcast(room_id, rm, ours(m, rm, announced_handle(rm, m.user_id)), 0, false, key_of(room_id, m.user_id));
     }
     template <class M>
     void relay(std::string const&, room&, M const&) {}  // not a broadcast: join:ack, errors, acks
@@ -447,7 +484,9 @@ private:
                       .count();
         touch(room_id, user, mem, now, false);
         broker_.set_cursor(room_id, user, pos, ts);
-        broadcast(room_id, server::cursor_updated{room_id, user, pos, ts}, id, key_of(room_id, user), true);
+        auto& rm = room_of(room_id);
+        broadcast(room_id, rm, server::cursor_updated{room_id, user, pos, ts, rm.id, mem.user_handle}, id, true,
+                  key_of(room_id, user), true);
     }
 
     void replay_pending(connection_id id, connection& c, std::string const& room_id) {
@@ -478,10 +517,12 @@ private:
         auto m = r->second.local.find(user);
         if (m == r->second.local.end() || m->second.conn != id) return;  // replaced meanwhile
         bool was_joined = m->second.joined;
+        auto h = m->second.user_handle;
         r->second.local.erase(m);
         if (was_joined) {
             // A join still in flight is undone when its answer arrives.
-            broadcast(r->first, r->second, server::user_left{r->first, user}, 0, true);
+            broadcast(r->first, r->second, server::user_left{r->first, user, r->second.id, h}, 0, true,
+                      key_of(room_id, user));
             broker_.leave(room_id, user);
         }
         log_.debug("left", {{"conn", id}, {"room", room_id}, {"user", user}});
@@ -496,9 +537,10 @@ private:
     }
 
     // Sends `msg` to every joined local member of the room but `except`,
-    // encoding it once, and hands it to the other instances when `publish`.
+    // encoding it once, and hands it to the other instances when `publish`,
+    // without handles: those are this instance's own.
     template <class M>
-    void broadcast(std::string const& room_id, room& rm, M const& msg, connection_id except, bool publish,
+    void broadcast(std::string const& room_id, room& rm, M msg, connection_id except, bool publish,
                    std::uint64_t key = 0, bool conflatable = false) {
         std::array<frame, 2> frames;  // encoded at most once per format
         for (auto const& [user, m] : rm.local) {
@@ -507,14 +549,44 @@ private:
             if (!f.bytes) f = encode(msg, m.out, key, conflatable);
             transport_.send(m.conn, f);
         }
-        if (publish) broker_.publish(room_id, msg);
+        if (publish) {
+            msg.room_handle = msg.user_handle = 0;
+            broker_.publish(room_id, std::move(msg));
+        }
     }
+
+    // ---- handles ---------------------------------------------------------------
+
+    // The handle of a user listed in the join:ack of a newcomer. A remote user
+    // this instance knows no handle for gets one only if no other local member
+    // is joined: those were never told it (no user:joined reached them), so
+    // its messages must keep its name until a user:joined announces one.
+    static flk::handle snapshot_handle(room& rm, std::string const& user, bool others_here) {
+        if (auto l = rm.local.find(user); l != rm.local.end()) return l->second.user_handle;
+        auto& h = rm.remote[user];
+        if (!h && !others_here) h = ++rm.last_user_handle;
+        return h;
+    }
+
+    // The handle every joined member has been told for `user`, 0 if none: a
+    // joined local member's, else a remote one's. A local join in flight is
+    // announced only once it lands.
+    static flk::handle announced_handle(room const& rm, std::string_view user) {
+        if (auto l = rm.local.find(user); l != rm.local.end() && l->second.joined) return l->second.user_handle;
+        if (auto r = rm.remote.find(user); r != rm.remote.end()) return r->second;
+        return 0;
+    }
+
+    // A remote message as this instance relays it: with its own handles.
     template <class M>
-    void broadcast(std::string const& room_id, M const& msg, connection_id except, std::uint64_t key,
-                   bool conflatable = false) {
-        if (auto r = rooms_.find(room_id); r != rooms_.end())
-            broadcast(room_id, r->second, msg, except, true, key, conflatable);
+    static M ours(M m, room const& rm, flk::handle user) {
+        m.room_handle = rm.id;
+        m.user_handle = user;
+        return m;
     }
+
+    // The room of a joined member: it exists while the member does.
+    room& room_of(std::string_view room_id) { return rooms_.find(room_id)->second; }
 
     frame encode(server_message const& msg, frame_kind kind, std::uint64_t key = 0, bool conflatable = false) const {
         if constexpr (NegotiatingCodec<CodecT>)
@@ -585,6 +657,7 @@ private:
     std::array<frame, 2> heartbeat_ack_;  // the same bytes for every ack, per format
     std::unordered_map<connection_id, connection> connections_;
     detail::string_map<room> rooms_;
+    flk::handle last_room_handle_ = 0;  // room handles are never reused while this instance lives
     std::uint64_t join_seq_ = 0;
     bool stopping_ = false;
     bool stopped_ = false;

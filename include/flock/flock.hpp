@@ -21,7 +21,7 @@
 namespace flk {
 
 // The ready servers speak JSON to browsers and the binary codec to clients
-// that ask for it (subprotocol flock.binary.v1).
+// that ask for it (subprotocol flock.binary.v2).
 
 /// One process, everything in memory.
 using single_node_server = basic_flock<websocket_transport, memory_broker, json_or_binary_codec>;

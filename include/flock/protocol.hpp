@@ -24,6 +24,24 @@ struct position {
 /// User metadata (name, colour, status, ...): always a JSON object.
 using metadata = boost::json::object;
 
+/// A small integer a server instance gives a room, or a user in a room, so
+/// that the binary encoding (`flock.binary.v2`, docs/binary-codec.md) can send
+/// it in place of the name. 0 means "none": the frame spells out the names.
+///
+/// - A room's handle is unique on its instance and never reused while the
+///   instance lives. A user's handle is unique in its room and never reused
+///   while the room lives: a user keeps it while present, and one who left
+///   (`user:left`) and comes back gets a new one.
+/// - Handles are the same for every recipient on one instance, so a broadcast
+///   is still encoded once and shared. They mean nothing on another instance:
+///   the core sets its own on what it sends, ignores those of remote
+///   messages, and publishes none.
+/// - Clients learn them from `join:ack` and `user:joined`. The JSON encoding
+///   ignores them. A message the core builds has its names as well; one that
+///   `binary_codec::decode_server` reads from a handle frame has the handles
+///   and empty names, which `flk::binary_session` fills in.
+using handle = std::uint64_t;
+
 /// Codes carried by an `error` message. The first four are the reference
 /// server's; the others are flock extensions, which existing clients ignore
 /// like every error (errors carry no routing they act on).
@@ -110,29 +128,36 @@ inline std::string const& room_of(client_message const& m) {
     return std::visit([](auto const& v) -> std::string const& { return v.room_id; }, m);
 }
 
-/// Messages the server sends.
+/// Messages the server sends. Those about a room carry the handles (see
+/// `handle`) of the room and of the user concerned when the sender has them.
 namespace server {
 /// One entry of a join:ack snapshot.
 struct member {
     std::string user_id;
     metadata meta;
     std::optional<position> cursor;
+    handle user_handle = 0;
     friend bool operator==(member const&, member const&) = default;
 };
 struct join_ack {
     std::string room_id;
     std::vector<member> users;
+    handle room_handle = 0;
     friend bool operator==(join_ack const&, join_ack const&) = default;
 };
 struct user_joined {
     std::string room_id;
     std::string user_id;
     metadata meta;
+    handle room_handle = 0;
+    handle user_handle = 0;
     friend bool operator==(user_joined const&, user_joined const&) = default;
 };
 struct user_left {
     std::string room_id;
     std::string user_id;
+    handle room_handle = 0;
+    handle user_handle = 0;
     friend bool operator==(user_left const&, user_left const&) = default;
 };
 struct cursor_updated {
@@ -140,17 +165,23 @@ struct cursor_updated {
     std::string user_id;
     position pos;
     std::int64_t timestamp = 0;  ///< ms since the Unix epoch
+    handle room_handle = 0;
+    handle user_handle = 0;
     friend bool operator==(cursor_updated const&, cursor_updated const&) = default;
 };
 struct cursor_removed {
     std::string room_id;
     std::string user_id;
+    handle room_handle = 0;
+    handle user_handle = 0;
     friend bool operator==(cursor_removed const&, cursor_removed const&) = default;
 };
 struct presence_updated {
     std::string room_id;
     std::string user_id;
     metadata patch;  ///< only the patch, not the merged object
+    handle room_handle = 0;
+    handle user_handle = 0;
     friend bool operator==(presence_updated const&, presence_updated const&) = default;
 };
 struct heartbeat_ack {

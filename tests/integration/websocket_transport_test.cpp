@@ -720,26 +720,26 @@ BOOST_AUTO_TEST_CASE(exception_in_on_frame_closes_1011) {
 
 BOOST_AUTO_TEST_CASE(offered_subprotocols_are_listed_and_the_chosen_one_named) {
     server s;
-    s.events.subprotocol = "flock.binary.v1";
-    raw_ws c(s.port, "Sec-WebSocket-Protocol: a, flock.binary.v1 ,b\r\nSec-WebSocket-Protocol: c\r\n");
+    s.events.subprotocol = "flock.binary.v2";
+    raw_ws c(s.port, "Sec-WebSocket-Protocol: a, flock.binary.v2 ,b\r\nSec-WebSocket-Protocol: c\r\n");
     BOOST_TEST(c.response.starts_with("HTTP/1.1 101 "));
-    BOOST_TEST(c.response.find("\r\nSec-WebSocket-Protocol: flock.binary.v1\r\n") != std::string::npos, c.response);
+    BOOST_TEST(c.response.find("\r\nSec-WebSocket-Protocol: flock.binary.v2\r\n") != std::string::npos, c.response);
     BOOST_TEST(c.response.find("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != std::string::npos,
                c.response);  // RFC 6455's own example
     BOOST_TEST(c.response.find("\r\nServer: flock\r\n") != std::string::npos, c.response);
     auto const info = s.events.info(s.events.opened(1));
-    BOOST_TEST(info.subprotocols == (std::vector<std::string>{"a", "flock.binary.v1", "b", "c"}),
+    BOOST_TEST(info.subprotocols == (std::vector<std::string>{"a", "flock.binary.v2", "b", "c"}),
                boost::test_tools::per_element());
     // A Beast client offering the protocol sees it accepted.
     net::io_context ioc;
     boost::beast::websocket::stream<boost::beast::tcp_stream> ws(ioc);
     boost::beast::get_lowest_layer(ws).connect(net::ip::tcp::endpoint(net::ip::make_address_v4("127.0.0.1"), s.port));
     ws.set_option(boost::beast::websocket::stream_base::decorator([](boost::beast::websocket::request_type& req) {
-        req.set(boost::beast::http::field::sec_websocket_protocol, "flock.binary.v1");
+        req.set(boost::beast::http::field::sec_websocket_protocol, "flock.binary.v2");
     }));
     boost::beast::websocket::response_type res;
     ws.handshake(res, "127.0.0.1", "/");
-    BOOST_TEST(res[boost::beast::http::field::sec_websocket_protocol] == "flock.binary.v1");
+    BOOST_TEST(res[boost::beast::http::field::sec_websocket_protocol] == "flock.binary.v2");
 }
 
 BOOST_AUTO_TEST_CASE(no_subprotocol_is_named_unless_chosen_among_those_offered) {

@@ -1,10 +1,12 @@
 // flk::binary_codec: the byte layout of docs/binary-codec.md, both
 // directions, and every way a truncated, overlong or hostile binary frame is
-// refused cleanly (run under ASan/UBSan, so a read past the end would fail).
+// refused cleanly (run under ASan/UBSan, so a read past the end would fail);
+// flk::binary_session: handles learnt, resolved, forgotten and refused.
 #include <boost/test/unit_test.hpp>
 
 #include <flock/codec/binary.hpp>
 #include <flock/codec/json.hpp>
+#include <flock/codec/negotiated.hpp>
 
 #include <boost/json/parse.hpp>
 
@@ -13,13 +15,16 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <iomanip>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -61,6 +66,33 @@ std::string f64(double d) {
 }
 
 std::string tag(unsigned t) { return raw({t}); }
+
+/// A handle (or any varint): LEB128.
+std::string var(std::uint64_t n) {
+    std::string out;
+    for (; n >= 0x80; n >>= 7) out += static_cast<char>((n & 0x7f) | 0x80);
+    return out + static_cast<char>(n);
+}
+
+/// Bytes written as hex pairs, spaces ignored (the examples of the docs).
+std::string hex(std::string_view text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size();) {
+        if (text[i] == ' ' || text[i] == '\n') {
+            ++i;
+            continue;
+        }
+        out += static_cast<char>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16));
+        i += 2;
+    }
+    return out;
+}
+
+std::string to_hex(std::string_view bytes) {
+    std::ostringstream o;
+    for (unsigned char c : bytes) o << std::hex << std::setw(2) << std::setfill('0') << unsigned(c) << ' ';
+    return o.str();
+}
 
 metadata meta(std::string_view text) { return bj::parse(text).as_object(); }
 
@@ -153,7 +185,61 @@ std::vector<server_message> server_samples() {
         server::heartbeat_ack{},
         server::error{error_code::room_full, "room is full", std::nullopt},
         server::error{error_code::invalid_message, "missing field: roomId", "design-review-42"},
+        // join:ack with handles, and the messages by handle as decode_server
+        // reads them: handles, no ids (userId stays in user:joined).
+        server::join_ack{"design-review-42",
+                         {{"ada", meta(R"({"name":"Ada"})"), position{0.5, 0.25}, 3},
+                          {"bob", meta(R"({"name":"Bob","n":3})"), std::nullopt, 200}},
+                         7},
+        server::user_joined{"", "user-1234", meta(R"({"name":"Ada","color":"#ff0"})"), 7, 4},
+        server::user_left{"", "", 7, 4},
+        server::cursor_updated{"", "", {0.4817708333333333, 0.6342592592592593}, 1700000000123, 7, 4},
+        server::cursor_removed{"", "", 7, 300},
+        server::presence_updated{"", "", meta(R"({"status":"away"})"), 70000, 4},
     };
+}
+
+/// Messages as the core builds them for one room: ids and handles. What a
+/// JSON client makes of them is the same messages without handles.
+std::vector<server_message> conversation() {
+    return {
+        server::join_ack{"design-review-42",
+                         {{"ada", meta(R"({"name":"Ada"})"), position{0.5, 0.25}, 1},
+                          {"bob", meta("{}"), std::nullopt, 2}},
+                         9},
+        server::cursor_updated{"design-review-42", "ada", {0.125, 0.5}, 1700000000123, 9, 1},
+        server::user_joined{"design-review-42", "cy", meta(R"({"name":"Cy"})"), 9, 3},
+        server::presence_updated{"design-review-42", "cy", meta(R"({"status":"away"})"), 9, 3},
+        server::cursor_updated{"design-review-42", "cy", {0.75, 0.25}, 1700000000456, 9, 3},
+        server::cursor_removed{"design-review-42", "cy", 9, 3},
+        server::user_left{"design-review-42", "bob", 9, 2},
+        server::cursor_updated{"design-review-42", "zed", {0.5, 0.5}, 1700000000789, 9, 0},  // no handle
+        server::heartbeat_ack{},
+        server::error{error_code::rate_limited, "slow down", "design-review-42"},
+        server::user_left{"design-review-42", "ada", 0, 0},  // by name (a server stopping)
+    };
+}
+
+/// What a JSON client receives for `m`: the same message, handles cleared.
+server_message without_handles(server_message m) {
+    std::visit(
+        [](auto& x) {
+            if constexpr (requires { x.users; }) {
+                x.room_handle = 0;
+                for (auto& u : x.users) u.user_handle = 0;
+            } else if constexpr (requires { x.user_handle; }) {
+                x.room_handle = x.user_handle = 0;
+            }
+        },
+        m);
+    return m;
+}
+
+/// A session that has read the frames of `messages`, each of which it must accept.
+binary_session session_after(std::vector<server_message> const& messages) {
+    binary_session s;
+    for (auto const& m : messages) BOOST_TEST_REQUIRE(s.decode(codec.encode(m)).has_value());
+    return s;
 }
 
 std::string nested_arrays(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
@@ -162,7 +248,8 @@ BOOST_AUTO_TEST_SUITE(codec_binary)
 
 BOOST_AUTO_TEST_CASE(frames_are_binary_and_selected_by_subprotocol) {
     BOOST_TEST((binary_codec::kind == frame_kind::binary));
-    BOOST_TEST(binary_codec::subprotocol == "flock.binary.v1");
+    BOOST_TEST(binary_codec::subprotocol == "flock.binary.v2");
+    BOOST_TEST(json_or_binary_codec::subprotocol == "flock.binary.v2");
 }
 
 // ----------------------------------------- client frames, built by hand
@@ -263,7 +350,7 @@ BOOST_AUTO_TEST_CASE(an_empty_frame_has_no_type_and_is_dropped) {
 
 BOOST_AUTO_TEST_CASE(unknown_tags_are_dropped_silently) {
     // Unassigned bytes, and server tags sent by a client.
-    for (unsigned t : {0x00u, 0x07u, 0x7fu, 0x80u, 0x81u, 0x84u, 0x87u, 0x89u, 0xffu}) {
+    for (unsigned t : {0x00u, 0x07u, 0x7fu, 0x80u, 0x81u, 0x84u, 0x87u, 0x89u, 0x94u, 0xffu}) {
         BOOST_TEST_CONTEXT(t) {
             auto const e = decode_failure(tag(t) + str("r"));
             BOOST_TEST((e.code == decode_errc::unknown_type));
@@ -424,15 +511,21 @@ BOOST_AUTO_TEST_CASE(cursor_updated_layout) {
 }
 
 BOOST_AUTO_TEST_CASE(join_ack_layout) {
+    // roomId, room handle, count, then per user: userId, user handle, metadata, cursor.
     server::join_ack const m{"doc",
-                             {{"ada", meta(R"({"name":"Ada"})"), position{0.5, 0.25}},
-                              {"bob", meta("{}"), std::nullopt}}};
-    BOOST_TEST(codec.encode(m) == tag(0x81) + str("doc") + raw({2}) + str("ada") + str(R"({"name":"Ada"})") +
-                                      raw({1}) + f64(0.5) + f64(0.25) + str("bob") + str("{}") + raw({0}));
-    BOOST_TEST(codec.encode(server::join_ack{"r", {}}) == tag(0x81) + str("r") + raw({0}));
+                             {{"ada", meta(R"({"name":"Ada"})"), position{0.5, 0.25}, 1},
+                              {"bob", meta("{}"), std::nullopt, 130}},
+                             5};
+    BOOST_TEST(codec.encode(m) == tag(0x81) + str("doc") + var(5) + raw({2}) + str("ada") + var(1) +
+                                      str(R"({"name":"Ada"})") + raw({1}) + f64(0.5) + f64(0.25) + str("bob") +
+                                      raw({0x82, 0x01}) + str("{}") + raw({0}));
+    // Without handles (0: none), as a codec used without the core writes it.
+    BOOST_TEST(codec.encode(server::join_ack{"r", {}}) == tag(0x81) + str("r") + raw({0}) + raw({0}));
+    BOOST_TEST(codec.encode(server::join_ack{"r", {{"u", meta("{}"), std::nullopt}}}) ==
+               tag(0x81) + str("r") + raw({0}) + raw({1}) + str("u") + raw({0}) + str("{}") + raw({0}));
 }
 
-BOOST_AUTO_TEST_CASE(other_server_layouts) {
+BOOST_AUTO_TEST_CASE(other_server_layouts_by_name) {
     BOOST_TEST(codec.encode(server::user_joined{"r", "u", meta(R"({"a":1})")}) ==
                tag(0x82) + str("r") + str("u") + str(R"({"a":1})"));
     BOOST_TEST(codec.encode(server::user_left{"r", "u"}) == tag(0x83) + str("r") + str("u"));
@@ -507,16 +600,22 @@ BOOST_AUTO_TEST_CASE(equal_messages_encode_to_identical_bytes) {
 
 // ------------------------------------------------------------------ sizes
 
-BOOST_AUTO_TEST_CASE(cursor_updated_is_under_a_third_of_its_json_size) {
+BOOST_AUTO_TEST_CASE(cursor_updated_by_handle_is_under_a_quarter_of_its_json_size) {
     // Typical ids and browser positions (clientX / innerWidth) are full doubles.
-    server::cursor_updated const m{"design-review-42", "user-1234", {925.0 / 1920, 685.0 / 1080}, 1700000000123};
+    server::cursor_updated const m{"design-review-42", "user-1234", {925.0 / 1920, 685.0 / 1080}, 1700000000123,
+                                   1, 5};
     auto const binary = codec.encode(m).size();
     auto const text = json.encode(m).size();
-    BOOST_TEST_MESSAGE("cursor:updated: JSON " << text << " B, binary " << binary << " B");
-    // tag 1 + roomId 17 + userId 10 + position 16 + timestamp 6
-    BOOST_TEST(binary == 50u);
+    BOOST_TEST_MESSAGE("cursor:updated: JSON " << text << " B, binary by handle " << binary << " B");
+    // tag 1 + room handle 1 + user handle 1 + position 16 + timestamp 6
+    BOOST_TEST(binary == 25u);
     BOOST_TEST(text == 159u);
-    BOOST_TEST(binary * 3 < text);
+    BOOST_TEST(binary * 4 < text);
+    // By name, when the core has no handle for the user: tag 1 + roomId 17 + userId 10 + 16 + 6.
+    auto by_name = m;
+    by_name.user_handle = 0;
+    BOOST_TEST(codec.encode(by_name).size() == 50u);
+    BOOST_TEST(json.encode(by_name) == json.encode(m));
 }
 
 BOOST_AUTO_TEST_CASE(every_message_is_smaller_than_its_json) {
@@ -556,11 +655,296 @@ BOOST_AUTO_TEST_CASE(decode_server_refuses_what_is_not_a_server_message) {
              tag(0x84) + str("r") + str("u") + f64(0) + f64(0) +
                  raw({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}),  // > 64 bits
              tag(0x82) + str("r") + str("u") + str("[]"),
-             tag(0x81) + str("r") + raw({1}) + str("u") + str("{}") + raw({2}),  // bad cursor byte
-             tag(0x81) + str("r") + raw({0xff, 0xff, 0xff, 0xff, 0x0f}) + str("u") + str("{}") + raw({0}),
+             tag(0x81) + str("r") + raw({0}) + raw({1}) + str("u") + raw({0}) + str("{}") + raw({2}),  // cursor byte
+             tag(0x81) + str("r") + raw({0}) + raw({0xff, 0xff, 0xff, 0xff, 0x0f}) + str("u") + raw({0}) + str("{}") +
+                 raw({0}),                                                     // a count beyond the frame
+             tag(0x81) + str("r") + raw({0}) + raw({2}) + str("u") + raw({0}) + str("{}") + raw({0}),  // 1 of 2
+             tag(0x81) + str("r") + raw({0x80, 0x00}) + raw({0}),              // padded room handle
              tag(0x88) + raw({1}) + str("m"),            // error without its roomId byte
          }) {
         BOOST_TEST(!codec.decode_server(bytes).has_value());
+    }
+}
+
+// ------------------------------------------------------------------ handles
+
+BOOST_AUTO_TEST_CASE(cursor_updated_by_handle_layout) {
+    server::cursor_updated const m{"r", "ada", {0.5, 0.125}, 1700000000123, 7, 3};
+    BOOST_TEST(codec.encode(m) ==
+               tag(0x94) + var(7) + var(3) + f64(0.5) + f64(0.125) + raw({0xf6, 0xa1, 0xab, 0xfe, 0xf9, 0x62}));
+}
+
+BOOST_AUTO_TEST_CASE(the_documented_cursor_updated_examples) {
+    // docs/binary-codec.md: room design-review-42 (handle 1), user user-1234
+    // (handle 5), position (0.5, 0.25), timestamp 1700000000123.
+    server::cursor_updated m{"design-review-42", "user-1234", {0.5, 0.25}, 1700000000123, 1, 5};
+    auto const by_handle = hex("94 01 05 00 00 00 00 00 00 e0 3f 00 00 00 00 00 00 d0 3f f6 a1 ab fe f9 62");
+    BOOST_TEST(by_handle.size() == 25u);
+    BOOST_TEST(codec.encode(m) == by_handle, to_hex(codec.encode(m)));
+    m.user_handle = 0;
+    auto const by_name = hex(
+        "84 10 64 65 73 69 67 6e 2d 72 65 76 69 65 77 2d 34 32 09 75 73 65 72 2d 31 32 33 34"
+        "00 00 00 00 00 00 e0 3f 00 00 00 00 00 00 d0 3f f6 a1 ab fe f9 62");
+    BOOST_TEST(by_name.size() == 50u);
+    BOOST_TEST(codec.encode(m) == by_name, to_hex(codec.encode(m)));
+}
+
+BOOST_AUTO_TEST_CASE(other_server_layouts_by_handle) {
+    // user:joined keeps the userId: it is what the new handle stands for.
+    BOOST_TEST(codec.encode(server::user_joined{"r", "u", meta(R"({"a":1})"), 7, 3}) ==
+               tag(0x92) + var(7) + var(3) + str("u") + str(R"({"a":1})"));
+    BOOST_TEST(codec.encode(server::user_left{"r", "u", 7, 3}) == tag(0x93) + var(7) + var(3));
+    BOOST_TEST(codec.encode(server::cursor_removed{"r", "u", 7, 3}) == tag(0x95) + var(7) + var(3));
+    BOOST_TEST(codec.encode(server::presence_updated{"r", "u", meta(R"({"s":"away"})"), 7, 3}) ==
+               tag(0x96) + var(7) + var(3) + str(R"({"s":"away"})"));
+}
+
+BOOST_AUTO_TEST_CASE(a_message_goes_by_handle_only_with_both_handles) {
+    for (auto const& [room_handle, user_handle] : std::initializer_list<std::pair<handle, handle>>{{0, 0}, {7, 0}, {0, 3}}) {
+        BOOST_TEST_CONTEXT(room_handle << "/" << user_handle) {
+            BOOST_TEST(codec.encode(server::cursor_updated{"r", "u", {0, 0}, 1, room_handle, user_handle}) ==
+                       tag(0x84) + str("r") + str("u") + f64(0) + f64(0) + raw({2}));
+            BOOST_TEST(codec.encode(server::user_left{"r", "u", room_handle, user_handle}) ==
+                       tag(0x83) + str("r") + str("u"));
+            BOOST_TEST(codec.encode(server::user_joined{"r", "u", meta("{}"), room_handle, user_handle}) ==
+                       tag(0x82) + str("r") + str("u") + str("{}"));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(handles_of_any_size_round_trip) {
+    for (handle h : {handle{1}, handle{127}, handle{128}, handle{16383}, handle{16384}, handle{1} << 32,
+                     std::numeric_limits<handle>::max()}) {
+        BOOST_TEST_CONTEXT(h) {
+            expect_round_trip(server::cursor_updated{"", "", {0.5, 0.25}, 1, h, h});
+            expect_round_trip(server::user_joined{"", "u", meta("{}"), h, 1});
+            expect_round_trip(server::presence_updated{"", "", meta("{}"), 1, h});
+            expect_round_trip(server::join_ack{"r", {{"u", meta("{}"), std::nullopt, h}}, h});
+        }
+    }
+    BOOST_TEST(codec.encode(server::user_left{"", "", 128, 16384}) ==
+               tag(0x93) + raw({0x80, 0x01}) + raw({0x80, 0x80, 0x01}));
+    BOOST_TEST(codec.encode(server::cursor_removed{"", "", 1, std::numeric_limits<handle>::max()}) ==
+               tag(0x95) + raw({1}) + raw({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}));
+}
+
+BOOST_AUTO_TEST_CASE(decode_server_gives_the_handles_and_leaves_the_ids_empty) {
+    auto const m = codec.decode_server(tag(0x94) + var(7) + var(3) + f64(0.5) + f64(0.25) + var(2));
+    BOOST_TEST_REQUIRE(m.has_value());
+    auto const& cu = std::get<server::cursor_updated>(*m);
+    BOOST_TEST(cu.room_id.empty());
+    BOOST_TEST(cu.user_id.empty());
+    BOOST_TEST(cu.room_handle == 7u);
+    BOOST_TEST(cu.user_handle == 3u);
+    BOOST_TEST((cu.pos == position{0.5, 0.25}));
+    BOOST_TEST(cu.timestamp == 1);
+    // A message the core builds has both: by handle, the ids are not sent.
+    auto const back = codec.decode_server(codec.encode(server::cursor_removed{"room", "user", 7, 3}));
+    BOOST_TEST_REQUIRE(back.has_value());
+    BOOST_TEST((*back == server_message(server::cursor_removed{"", "", 7, 3})));
+    // And by name, no handles come back.
+    auto const named = codec.decode_server(codec.encode(server::cursor_removed{"room", "user", 7, 0}));
+    BOOST_TEST_REQUIRE(named.has_value());
+    BOOST_TEST((*named == server_message(server::cursor_removed{"room", "user", 0, 0})));
+}
+
+BOOST_AUTO_TEST_CASE(a_frame_by_handle_must_name_both) {
+    // Handle 0 means "none": a frame by handle carrying it is malformed.
+    for (std::string const& bytes : {
+             tag(0x94) + var(0) + var(3) + f64(0) + f64(0) + var(2),
+             tag(0x94) + var(7) + var(0) + f64(0) + f64(0) + var(2),
+             tag(0x93) + var(0) + var(0),
+             tag(0x93) + var(7) + var(0),
+             tag(0x92) + var(7) + var(0) + str("u") + str("{}"),
+             tag(0x92) + var(0) + var(3) + str("u") + str("{}"),
+             tag(0x95) + var(0) + var(1),
+             tag(0x96) + var(1) + var(0) + str("{}"),
+         }) {
+        BOOST_TEST(!codec.decode_server(bytes).has_value(), to_hex(bytes));
+        BOOST_TEST(!binary_session().decode(bytes).has_value());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(malformed_frames_by_handle_are_refused) {
+    auto const nan = std::numeric_limits<double>::quiet_NaN();
+    for (std::string const& bytes : {
+             tag(0x93) + raw({0x81, 0x00}) + var(3),                                       // padded handle
+             tag(0x93) + var(1) + raw({0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}),
+             tag(0x93) + var(1) + raw({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}),  // > 64 bits
+             tag(0x93) + var(1) + var(1) + raw({0}),                                        // trailing byte
+             tag(0x93) + var(1) + raw({0x80}),                                              // cut in a handle
+             tag(0x94) + var(1) + var(1) + f64(nan) + f64(0) + var(2),
+             tag(0x94) + var(1) + var(1) + f64(0) + f64(0),                                 // no timestamp
+             tag(0x92) + var(1) + var(1) + str("\xc3(") + str("{}"),                        // userId not UTF-8
+             tag(0x92) + var(1) + var(1) + str("u"),                                        // no metadata
+             tag(0x96) + var(1) + var(1) + str("[1]"),                                      // not an object
+             tag(0x96) + var(1) + var(1) + str(R"({"a":1e999})"),
+             tag(0x81) + str("r") + var(1) + raw({1}) + str("u") + raw({0x80}) + str("{}") + raw({0}),
+         }) {
+        BOOST_TEST(!codec.decode_server(bytes).has_value(), to_hex(bytes));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(json_ignores_handles) {
+    // The JSON wire is the same whatever handles a message carries.
+    for (auto const& m : conversation()) BOOST_TEST(json.encode(m) == json.encode(without_handles(m)));
+    BOOST_TEST(json.encode(server::cursor_updated{"r", "u", {0.5, 0.25}, 1, 7, 3}) ==
+               R"({"type":"cursor:updated","roomId":"r","userId":"u","position":{"x":0.5,"y":0.25},"timestamp":1})");
+}
+
+// ----------------------------------------------------------- binary_session
+
+BOOST_AUTO_TEST_CASE(a_session_gives_back_what_a_json_client_receives) {
+    binary_session s;
+    for (auto const& m : conversation()) {
+        BOOST_TEST_CONTEXT("message " << m.index() << ": " << json.encode(m)) {
+            auto const got = s.decode(codec.encode(m));
+            BOOST_TEST_REQUIRE(got.has_value());
+            auto const seen_by_json = json.decode_server(json.encode(m));
+            BOOST_TEST_REQUIRE(seen_by_json.has_value());
+            BOOST_TEST((*got == *seen_by_json));
+            BOOST_TEST((*got == without_handles(m)));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_session_resolves_the_handles_of_the_frames) {
+    auto s = session_after({conversation()[0]});  // room 9: ada 1, bob 2
+    BOOST_TEST(s.room_count() == 1u);
+    BOOST_TEST(s.user_count("design-review-42") == 2u);
+    auto const frame = codec.encode(server::cursor_updated{"", "", {0.25, 0.75}, 42, 9, 2});
+    BOOST_TEST(frame.size() == 1u + 1u + 1u + 16u + 1u);
+    auto const m = s.decode(frame);
+    BOOST_TEST_REQUIRE(m.has_value());
+    BOOST_TEST((*m == server_message(server::cursor_updated{"design-review-42", "bob", {0.25, 0.75}, 42})));
+}
+
+BOOST_AUTO_TEST_CASE(a_session_refuses_handles_it_was_not_told) {
+    auto cursor = [](handle room, handle user) {
+        return codec.encode(server::cursor_updated{"", "", {0.5, 0.5}, 1, room, user});
+    };
+    BOOST_TEST(!binary_session().decode(cursor(9, 1)).has_value());  // nothing known yet
+    auto s = session_after({conversation()[0]});                       // room 9: ada 1, bob 2
+    BOOST_TEST(!s.decode(cursor(8, 1)).has_value());                  // another room's handle
+    BOOST_TEST(!s.decode(cursor(9, 3)).has_value());                  // a user not announced
+    BOOST_TEST(!s.decode(codec.encode(server::user_left{"", "", 9, 3})).has_value());
+    BOOST_TEST(!s.decode(codec.encode(server::cursor_removed{"", "", 9, 3})).has_value());
+    BOOST_TEST(!s.decode(codec.encode(server::presence_updated{"", "", meta("{}"), 9, 3})).has_value());
+    BOOST_TEST(!s.decode(codec.encode(server::user_joined{"", "cy", meta("{}"), 8, 3})).has_value());
+    BOOST_TEST(!s.decode(codec.encode(server::user_left{"", "", 8, 1})).has_value());
+    // Nothing was learnt or forgotten.
+    BOOST_TEST(s.user_count("design-review-42") == 2u);
+    BOOST_TEST(!s.decode(cursor(8, 3)).has_value());
+    auto const m = s.decode(cursor(9, 1));
+    BOOST_TEST_REQUIRE(m.has_value());
+    BOOST_TEST(std::get<server::cursor_updated>(*m).user_id == "ada");
+}
+
+BOOST_AUTO_TEST_CASE(a_user_who_left_is_forgotten_by_handle_and_by_name) {
+    auto s = session_after({conversation()[0]});  // room 9: ada 1, bob 2
+    auto const left = s.decode(codec.encode(server::user_left{"", "", 9, 2}));
+    BOOST_TEST_REQUIRE(left.has_value());
+    BOOST_TEST((*left == server_message(server::user_left{"design-review-42", "bob"})));
+    // A late frame with bob's handle is never put down to anyone.
+    BOOST_TEST(!s.decode(codec.encode(server::cursor_updated{"", "", {0, 0}, 1, 9, 2})).has_value());
+    // A user:left by name (a server stopping) forgets that user's handle too.
+    BOOST_TEST(s.decode(codec.encode(server::user_left{"design-review-42", "ada"})).has_value());
+    BOOST_TEST(!s.decode(codec.encode(server::cursor_updated{"", "", {0, 0}, 1, 9, 1})).has_value());
+    BOOST_TEST(s.user_count("design-review-42") == 0u);
+    BOOST_TEST(s.room_count() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_new_handle_for_a_user_replaces_the_old_one) {
+    auto s = session_after({conversation()[0]});  // room 9: ada 1, bob 2
+    BOOST_TEST(s.decode(codec.encode(server::user_joined{"design-review-42", "ada", meta("{}"), 9, 5})).has_value());
+    auto const m = s.decode(codec.encode(server::cursor_removed{"", "", 9, 5}));
+    BOOST_TEST_REQUIRE(m.has_value());
+    BOOST_TEST(std::get<server::cursor_removed>(*m).user_id == "ada");
+    BOOST_TEST(!s.decode(codec.encode(server::cursor_removed{"", "", 9, 1})).has_value());
+    BOOST_TEST(s.user_count("design-review-42") == 2u);
+    // Announced by name: present again without a handle, so the old one goes.
+    BOOST_TEST(s.decode(codec.encode(server::user_joined{"design-review-42", "bob", meta("{}")})).has_value());
+    BOOST_TEST(!s.decode(codec.encode(server::cursor_removed{"", "", 9, 2})).has_value());
+    BOOST_TEST(s.user_count("design-review-42") == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_handle_is_never_taken_from_another_user) {
+    auto s = session_after({conversation()[0]});  // room 9: ada 1, bob 2
+    // bob's handle announced for someone else: refused, and bob keeps it.
+    BOOST_TEST(!s.decode(codec.encode(server::user_joined{"", "eve", meta("{}"), 9, 2})).has_value());
+    auto m = s.decode(codec.encode(server::cursor_removed{"", "", 9, 2}));
+    BOOST_TEST_REQUIRE(m.has_value());
+    BOOST_TEST(std::get<server::cursor_removed>(*m).user_id == "bob");
+    // A join:ack that gives one handle to two users is refused and changes nothing.
+    BOOST_TEST(!s.decode(codec.encode(server::join_ack{
+                             "design-review-42",
+                             {{"x", meta("{}"), std::nullopt, 4}, {"y", meta("{}"), std::nullopt, 4}},
+                             11}))
+                    .has_value());
+    BOOST_TEST(s.user_count("design-review-42") == 2u);
+    BOOST_TEST(!s.decode(codec.encode(server::cursor_removed{"", "", 11, 4})).has_value());
+    // The same user announced again with its own handle (a re-join): accepted.
+    m = s.decode(codec.encode(server::user_joined{"", "bob", meta("{}"), 9, 2}));
+    BOOST_TEST_REQUIRE(m.has_value());
+    BOOST_TEST((*m == server_message(server::user_joined{"design-review-42", "bob", meta("{}")})));
+}
+
+BOOST_AUTO_TEST_CASE(a_join_ack_replaces_what_the_session_knew_of_its_room) {
+    auto s = session_after({conversation()[0]});  // room 9: ada 1, bob 2
+    auto user_of = [&](handle room, handle user) -> std::optional<std::string> {
+        auto m = s.decode(codec.encode(server::cursor_removed{"", "", room, user}));
+        if (!m) return std::nullopt;
+        auto const& r = std::get<server::cursor_removed>(*m);
+        return r.room_id + "/" + r.user_id;
+    };
+    // Joined again after the room was gone on the server: a new room handle.
+    BOOST_TEST(s.decode(codec.encode(server::join_ack{"design-review-42", {{"bob", meta("{}"), std::nullopt, 1}}, 12}))
+                   .has_value());
+    BOOST_TEST((user_of(12, 1) == std::optional<std::string>("design-review-42/bob")));
+    BOOST_TEST(!user_of(9, 1).has_value());
+    BOOST_TEST(!user_of(12, 2).has_value());
+    BOOST_TEST(s.room_count() == 1u);
+    // Rooms are independent.
+    BOOST_TEST(s.decode(codec.encode(server::join_ack{"lobby", {{"ada", meta("{}"), std::nullopt, 1}}, 13})).has_value());
+    BOOST_TEST((user_of(13, 1) == std::optional<std::string>("lobby/ada")));
+    BOOST_TEST((user_of(12, 1) == std::optional<std::string>("design-review-42/bob")));
+    BOOST_TEST(s.room_count() == 2u);
+    s.forget("lobby");
+    BOOST_TEST(!user_of(13, 1).has_value());
+    BOOST_TEST(s.room_count() == 1u);
+    // A join:ack without a room handle: that room goes by name from now on.
+    BOOST_TEST(s.decode(codec.encode(server::join_ack{"design-review-42", {{"bob", meta("{}"), std::nullopt, 1}}}))
+                   .has_value());
+    BOOST_TEST(!user_of(12, 1).has_value());
+    BOOST_TEST(s.room_count() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(frames_by_name_pass_through_a_session_untouched) {
+    binary_session s;
+    for (auto const& m : server_samples()) {
+        if (codec.encode(m).front() & 0x10) continue;  // the forms by handle (0x9N)
+        auto const got = s.decode(codec.encode(m));
+        BOOST_TEST_REQUIRE(got.has_value());
+        BOOST_TEST((*got == without_handles(m)));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_session_refuses_every_truncation_and_learns_nothing_from_it) {
+    binary_session s;
+    for (auto const& m : conversation()) {
+        auto const whole = codec.encode(m);
+        for (std::size_t n = 0; n < whole.size(); ++n) {
+            BOOST_TEST_CONTEXT("message " << m.index() << ", first " << n << " of " << whole.size() << " bytes") {
+                exact_copy const cut(std::string_view(whole).substr(0, n));
+                BOOST_TEST(!s.decode(cut.view()).has_value());
+            }
+        }
+        BOOST_TEST(!s.decode(whole + '\0').has_value());
+        // The whole frame still reads as it would have: nothing was learnt or
+        // forgotten from the pieces.
+        auto const got = s.decode(exact_copy(whole).view());
+        BOOST_TEST_REQUIRE(got.has_value());
+        BOOST_TEST((*got == without_handles(m)));
     }
 }
 

@@ -4,6 +4,7 @@
 #include <flock/codec/json.hpp>
 #include <flock/codec/negotiated.hpp>
 #include <flock/testing/memory_transport.hpp>
+#include <flock/detail/send_queue.hpp>
 #include <flock/testing/mock_broker.hpp>
 
 #include "messages.hpp"
@@ -12,6 +13,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -667,7 +669,7 @@ struct mixed_room {
     mixed_room() {
         srv.start();
         flk::connection_info native_info;
-        native_info.subprotocols = {"something.else", "flock.binary.v1"};
+        native_info.subprotocols = {"something.else", "flock.binary.v2"};
         browser = &srv.transport().connect();
         native = &srv.transport().connect(native_info);
         browser->send(msg::join("r", "browser"));
@@ -692,7 +694,10 @@ BOOST_FIXTURE_TEST_CASE(each_client_reads_its_own_format, mixed_room) {
     BOOST_TEST(joined[1].at("userId").as_string() == "native");
 
     browser->send(msg::move("r", 0.5, 0.25));
-    auto moved = binary.decode_server(native->frames().at(0).view());
+    // By handle: the native client names the sender from what its join:ack said.
+    flk::binary_session session;
+    BOOST_TEST_REQUIRE(session.decode(got[0].view()).has_value());
+    auto moved = session.decode(native->frames().at(0).view());
     BOOST_TEST_REQUIRE(moved.has_value());
     auto const& cu = std::get<flk::server::cursor_updated>(*moved);
     BOOST_TEST(cu.user_id == "browser");
@@ -706,7 +711,7 @@ BOOST_FIXTURE_TEST_CASE(each_client_reads_its_own_format, mixed_room) {
 
 BOOST_FIXTURE_TEST_CASE(a_broadcast_is_encoded_once_per_format, mixed_room) {
     flk::connection_info native_info;
-    native_info.subprotocols = {"flock.binary.v1"};
+    native_info.subprotocols = {"flock.binary.v2"};
     auto& native2 = srv.transport().connect(native_info);
     native2.send_binary(binary.encode_client(flk::client::join{"r", "native2", {}, {}}));
     auto& browser2 = srv.transport().connect();
@@ -722,6 +727,486 @@ BOOST_FIXTURE_TEST_CASE(a_broadcast_is_encoded_once_per_format, mixed_room) {
     BOOST_TEST(native->frames().at(0).bytes.get() != browser->frames().at(0).bytes.get());
 }
 
+BOOST_FIXTURE_TEST_CASE(the_unreleased_v1_token_is_no_longer_offered, mixed_room) {
+    flk::connection_info old_info;
+    old_info.subprotocols = {"flock.binary.v1"};
+    auto& old = srv.transport().connect(old_info);
+    BOOST_TEST(!old.refused());
+    old.send(msg::join("r", "old"));  // no subprotocol agreed: it speaks JSON
+    auto got = old.take_json();
+    BOOST_TEST_REQUIRE(got.size() == 1u);
+    BOOST_TEST(got[0].at("type").as_string() == "join:ack");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace negotiation_test
+
+namespace handles_test {
+
+// flock.binary.v2 through the core: which handles binary clients are told,
+// which frames use them, and that JSON clients in the same rooms notice none
+// of it.
+
+namespace json = boost::json;
+namespace msg = flk::test::msg;
+namespace server = flk::server;
+using client = flk::testing::memory_transport::client;
+
+constexpr std::string_view room = "design-review-42";
+
+/// One frame a binary client received, read both ways.
+struct received {
+    std::string bytes;
+    flk::server_message raw;    ///< decode_server: the frame as it stands (handles, or ids)
+    flk::server_message named;  ///< through the client's session: ids, no handles
+    unsigned tag() const { return static_cast<unsigned char>(bytes.at(0)); }
+};
+
+/// A native client: its socket and the session that turns handles into names.
+struct native {
+    client* socket = nullptr;
+    flk::binary_session session;
+
+    /// Every frame received so far; each must be binary and accepted by the session.
+    std::vector<received> take() {
+        std::vector<received> out;
+        for (auto const& f : socket->frames()) {
+            BOOST_TEST_REQUIRE((f.kind == flk::frame_kind::binary));
+            auto raw = flk::binary_codec().decode_server(f.view());
+            BOOST_TEST_REQUIRE(raw.has_value());
+            auto named = session.decode(f.view());
+            BOOST_TEST_REQUIRE(named.has_value(), "the session refused a frame: a handle it was not told");
+            out.push_back({std::string(f.view()), std::move(*raw), std::move(*named)});
+        }
+        socket->take();
+        return out;
+    }
+    received take_one() {
+        auto got = take();
+        BOOST_TEST_REQUIRE(got.size() == 1u);
+        return got[0];
+    }
+    void send(flk::client_message const& m) { socket->send_binary(flk::binary_codec().encode_client(m)); }
+};
+
+template <class M>
+M const& as(flk::server_message const& m) {
+    BOOST_TEST_REQUIRE(std::holds_alternative<M>(m));
+    return std::get<M>(m);
+}
+
+flk::options quiet() {
+    flk::options o;
+    o.log = flk::log_level::silent;
+    return o;
+}
+
+template <class Codec>
+struct fixture_for {
+    using server_t = flk::basic_flock<flk::testing::memory_transport, flk::testing::mock_broker, Codec>;
+    boost::asio::io_context io;
+    server_t srv{io.get_executor(), quiet()};
+    std::deque<native> natives;  // stable addresses
+    flk::json_codec json_wire;
+
+    fixture_for() { srv.start(); }
+    flk::testing::mock_broker& broker() { return srv.broker(); }
+
+    /// A native client that asked for flock.binary.v2 and sent a join.
+    native& native_joins(std::string_view room_id, std::string_view user) {
+        flk::connection_info info;
+        info.subprotocols = {"flock.binary.v2"};
+        auto& n = natives.emplace_back();
+        n.socket = &srv.transport().connect(info);
+        n.send(flk::client::join{std::string(room_id), std::string(user), {}, {}});
+        return n;
+    }
+    /// A browser: no subprotocol, JSON.
+    client& browser_joins(std::string_view room_id, std::string_view user) {
+        auto& c = srv.transport().connect();
+        c.send(msg::join(room_id, user));
+        return c;
+    }
+};
+using fixture = fixture_for<flk::json_or_binary_codec>;
+
+/// The handle a join:ack gave `user`.
+flk::handle handle_in(received const& ack, std::string_view user) {
+    for (auto const& u : as<server::join_ack>(ack.raw).users)
+        if (u.user_id == user) return u.user_handle;
+    BOOST_TEST_REQUIRE(false, "no " << user << " in the join:ack");
+    return 0;
+}
+
+BOOST_AUTO_TEST_SUITE(binary_handles)
+
+BOOST_FIXTURE_TEST_CASE(binary_clients_learn_handles_from_join_ack_and_user_joined, fixture) {
+    auto& ada = native_joins(room, "ada");
+    auto const ada_ack = ada.take_one();
+    auto const room_handle = as<server::join_ack>(ada_ack.raw).room_handle;
+    BOOST_TEST(room_handle != 0u);
+    BOOST_TEST((ada_ack.named == flk::server_message(server::join_ack{std::string(room), {}})));
+
+    auto& bob = native_joins(room, "bob");
+    auto const bob_ack = bob.take_one();
+    BOOST_TEST(as<server::join_ack>(bob_ack.raw).room_handle == room_handle);  // the same for every member
+    auto const ada_handle = handle_in(bob_ack, "ada");
+    BOOST_TEST(ada_handle != 0u);
+
+    auto const joined = ada.take_one();
+    BOOST_TEST(joined.tag() == 0x92u);  // user:joined by handle
+    auto const& j = as<server::user_joined>(joined.raw);
+    BOOST_TEST(j.room_id.empty());
+    BOOST_TEST(j.room_handle == room_handle);
+    BOOST_TEST(j.user_id == "bob");
+    BOOST_TEST(j.user_handle != 0u);
+    BOOST_TEST(j.user_handle != ada_handle);
+    BOOST_TEST((joined.named == flk::server_message(server::user_joined{std::string(room), "bob", {}})));
+    // A third member is told both, with the same handles.
+    auto& cy = native_joins(room, "cy");
+    auto const cy_ack = cy.take_one();
+    BOOST_TEST(handle_in(cy_ack, "ada") == ada_handle);
+    BOOST_TEST(handle_in(cy_ack, "bob") == j.user_handle);
+}
+
+BOOST_FIXTURE_TEST_CASE(what_a_member_does_goes_by_handle, fixture) {
+    auto& ada = native_joins(room, "ada");
+    auto& browser = browser_joins(room, "browser");
+    ada.take();
+    browser.take();
+    auto& sender = native_joins(room, "user-1234");
+    auto const sender_handle = as<server::user_joined>(ada.take_one().raw).user_handle;
+    browser.take();
+    auto const room_handle = as<server::join_ack>(sender.take_one().raw).room_handle;
+
+    flk::position const pos{925.0 / 1920, 685.0 / 1080};
+    sender.send(flk::client::cursor_move{std::string(room), pos});
+    auto const moved = ada.take_one();
+    BOOST_TEST(moved.tag() == 0x94u);
+    auto const& raw = as<server::cursor_updated>(moved.raw);
+    BOOST_TEST(raw.room_handle == room_handle);
+    BOOST_TEST(raw.user_handle == sender_handle);
+    auto const& cu = as<server::cursor_updated>(moved.named);
+    BOOST_TEST(cu.room_id == room);
+    BOOST_TEST(cu.user_id == "user-1234");
+    BOOST_TEST((cu.pos == pos));
+    // tag, room handle, user handle, two doubles, the timestamp: 25 bytes
+    // today, under a quarter of what the browser got for the same move.
+    auto const ts_bytes = flk::detail::binary_wire::varint_size(flk::detail::binary_wire::zigzag(cu.timestamp));
+    BOOST_TEST(moved.bytes.size() == 3u + 16u + ts_bytes);
+    auto const text = browser.take();
+    BOOST_TEST_REQUIRE(text.size() == 1u);
+    BOOST_TEST(text[0].size() == 159u);
+    BOOST_TEST(moved.bytes.size() * 4 < text[0].size());
+
+    sender.send(flk::client::presence_update{std::string(room), json::object{{"status", "away"}}});
+    auto const presence = ada.take_one();
+    BOOST_TEST(presence.tag() == 0x96u);
+    BOOST_TEST(as<server::presence_updated>(presence.raw).user_handle == sender_handle);
+    BOOST_TEST(as<server::presence_updated>(presence.named).user_id == "user-1234");
+
+    sender.send(flk::client::cursor_leave{std::string(room)});
+    auto const removed = ada.take_one();
+    BOOST_TEST(removed.tag() == 0x95u);
+    BOOST_TEST(as<server::cursor_removed>(removed.raw).user_handle == sender_handle);
+    BOOST_TEST(as<server::cursor_removed>(removed.named).user_id == "user-1234");
+
+    sender.send(flk::client::leave{std::string(room)});
+    auto const left = ada.take_one();
+    BOOST_TEST(left.tag() == 0x93u);
+    BOOST_TEST(as<server::user_left>(left.raw).user_handle == sender_handle);
+    BOOST_TEST((left.named == flk::server_message(server::user_left{std::string(room), "user-1234"})));
+    BOOST_TEST(ada.session.user_count(room) == 1u);  // the browser's handle only
+}
+
+BOOST_FIXTURE_TEST_CASE(handles_are_never_reused, fixture) {
+    auto& ada = native_joins(room, "ada");
+    auto const room_handle = as<server::join_ack>(ada.take_one().raw).room_handle;
+    auto& bob = native_joins(room, "bob");
+    auto const first = as<server::user_joined>(ada.take_one().raw).user_handle;
+
+    // A re-join without leaving: still present, same handle.
+    bob.send(flk::client::join{std::string(room), "bob", {}, {}});
+    BOOST_TEST(as<server::user_joined>(ada.take_one().raw).user_handle == first);
+
+    // Bob leaves and comes back: a new handle, and a late frame with the old
+    // one is never put down to anyone.
+    bob.send(flk::client::leave{std::string(room)});
+    BOOST_TEST(as<server::user_left>(ada.take_one().raw).user_handle == first);
+    bob.send(flk::client::join{std::string(room), "bob", {}, {}});
+    auto const second = as<server::user_joined>(ada.take_one().raw).user_handle;
+    BOOST_TEST(second != first);
+    flk::binary_codec const wire;
+    BOOST_TEST(!ada.session.decode(wire.encode(server::cursor_updated{"", "", {0, 0}, 1, room_handle, first}))
+                    .has_value());
+
+    // Bob on a new socket (a reload): user:left, then a new handle again.
+    auto& bob_again = native_joins(room, "bob");
+    auto const replaced = ada.take();
+    BOOST_TEST_REQUIRE(replaced.size() == 2u);
+    BOOST_TEST(as<server::user_left>(replaced[0].raw).user_handle == second);
+    auto const third = as<server::user_joined>(replaced[1].raw).user_handle;
+    BOOST_TEST(third != first);
+    BOOST_TEST(third != second);
+    BOOST_TEST((bob.socket->close_code() == flk::close_code::replaced));
+
+    // Newcomers never get a handle someone had.
+    native_joins(room, "cy");
+    auto const cy = as<server::user_joined>(ada.take_one().raw).user_handle;
+    for (auto h : {first, second, third}) BOOST_TEST(cy != h);
+
+    // A room emptied and created again, and another room: new room handles.
+    bob_again.socket->disconnect();
+    for (auto& n : natives) n.socket->disconnect();
+    BOOST_TEST(srv.room_count() == 0u);
+    auto const again = as<server::join_ack>(native_joins(room, "ada").take_one().raw).room_handle;
+    auto const other = as<server::join_ack>(native_joins("lobby", "ada").take_one().raw).room_handle;
+    BOOST_TEST(again != room_handle);
+    BOOST_TEST(other != room_handle);
+    BOOST_TEST(other != again);
+}
+
+BOOST_FIXTURE_TEST_CASE(members_on_other_instances_get_handles, fixture) {
+    broker().add_remote_member(std::string(room), "zed", json::object{{"name", "Zed"}}, flk::position{0.1, 0.9});
+    auto& ada = native_joins(room, "ada");
+    auto const ack = ada.take_one();
+    auto const room_handle = as<server::join_ack>(ack.raw).room_handle;
+    auto const zed = handle_in(ack, "zed");
+    BOOST_TEST(zed != 0u);
+
+    broker().inject(room, server::cursor_updated{std::string(room), "zed", {0.5, 0.5}, 123});
+    auto moved = ada.take_one();
+    BOOST_TEST(moved.tag() == 0x94u);
+    BOOST_TEST(as<server::cursor_updated>(moved.raw).user_handle == zed);
+    BOOST_TEST((moved.named == flk::server_message(server::cursor_updated{std::string(room), "zed", {0.5, 0.5}, 123})));
+
+    // Handles another instance put on its messages are its own: ours replace them.
+    broker().inject(room, server::cursor_updated{std::string(room), "zed", {0.5, 0.5}, 124, 999, 999});
+    moved = ada.take_one();
+    BOOST_TEST(as<server::cursor_updated>(moved.raw).room_handle == room_handle);
+    BOOST_TEST(as<server::cursor_updated>(moved.raw).user_handle == zed);
+
+    broker().add_remote_member(std::string(room), "yan");  // what the other instance does on a join
+    broker().inject(room, server::user_joined{std::string(room), "yan", {}});
+    auto const joined = ada.take_one();
+    BOOST_TEST(joined.tag() == 0x92u);
+    auto const yan = as<server::user_joined>(joined.raw).user_handle;
+    BOOST_TEST(yan != 0u);
+    BOOST_TEST(yan != zed);
+    broker().inject(room, server::presence_updated{std::string(room), "yan", json::object{{"s", 1}}});
+    auto const presence = ada.take_one();
+    BOOST_TEST(presence.tag() == 0x96u);
+    BOOST_TEST(as<server::presence_updated>(presence.named).user_id == "yan");
+
+    // A newcomer here is told the same handles.
+    auto& bob = native_joins(room, "bob");
+    auto const bob_ack = bob.take_one();
+    BOOST_TEST(handle_in(bob_ack, "zed") == zed);
+    BOOST_TEST(handle_in(bob_ack, "yan") == yan);
+    ada.take();
+
+    // Gone elsewhere: its handle retires, and a late message about it goes by name.
+    broker().inject(room, server::user_left{std::string(room), "yan"});
+    BOOST_TEST(as<server::user_left>(ada.take_one().raw).user_handle == yan);
+    broker().inject(room, server::cursor_removed{std::string(room), "yan"});
+    auto const late = ada.take_one();
+    BOOST_TEST(late.tag() == 0x85u);
+    BOOST_TEST((late.named == flk::server_message(server::cursor_removed{std::string(room), "yan"})));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_remote_message_about_a_user_never_seen_goes_by_name, fixture) {
+    auto& ada = native_joins(room, "ada");
+    auto& browser = browser_joins(room, "browser");
+    ada.take();
+    browser.take();
+    // A Node.js instance in the cluster speaks of a user this instance never saw join.
+    broker().inject(room, server::cursor_updated{std::string(room), "ghost", {0.5, 0.25}, 123});
+    broker().inject(room, server::presence_updated{std::string(room), "ghost", json::object{{"s", 1}}});
+    broker().inject(room, server::cursor_removed{std::string(room), "ghost"});
+    broker().inject(room, server::user_left{std::string(room), "ghost"});
+    auto const got = ada.take();
+    BOOST_TEST_REQUIRE(got.size() == 4u);
+    std::vector<unsigned> tags;
+    for (auto const& r : got) {
+        tags.push_back(r.tag());
+        BOOST_TEST((r.named == r.raw));  // nothing for the session to resolve
+    }
+    BOOST_TEST(tags == (std::vector<unsigned>{0x84, 0x86, 0x85, 0x83}), boost::test_tools::per_element());
+    auto const& cu = as<server::cursor_updated>(got[0].raw);
+    BOOST_TEST(cu.room_id == room);
+    BOOST_TEST(cu.user_id == "ghost");
+    auto const text = browser.take();
+    BOOST_TEST_REQUIRE(text.size() == 4u);
+    BOOST_TEST(text[0] ==
+               R"({"type":"cursor:updated","roomId":"design-review-42","userId":"ghost","position":{"x":0.5,"y":0.25},"timestamp":123})");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_remote_user_first_seen_in_a_later_snapshot_keeps_its_name, fixture) {
+    auto& ada = native_joins(room, "ada");
+    ada.take();
+    // Zed is in the room elsewhere, but no user:joined for it reached this
+    // instance: Ada was never told a handle for it.
+    broker().add_remote_member(std::string(room), "zed");
+    auto& bob = native_joins(room, "bob");
+    BOOST_TEST(handle_in(bob.take_one(), "zed") == 0u);
+    ada.take();
+    broker().inject(room, server::cursor_updated{std::string(room), "zed", {0.5, 0.5}, 123});
+    for (auto* n : {&ada, &bob}) {
+        auto const got = n->take_one();  // the session would refuse a handle it never heard of
+        BOOST_TEST(got.tag() == 0x84u);
+        BOOST_TEST(as<server::cursor_updated>(got.named).user_id == "zed");
+    }
+    // Once a user:joined announces it to everyone, it goes by handle.
+    broker().inject(room, server::user_joined{std::string(room), "zed", {}});
+    auto const zed = as<server::user_joined>(ada.take_one().raw).user_handle;
+    BOOST_TEST(zed != 0u);
+    BOOST_TEST(as<server::user_joined>(bob.take_one().raw).user_handle == zed);
+    broker().inject(room, server::cursor_updated{std::string(room), "zed", {0.5, 0.5}, 124});
+    for (auto* n : {&ada, &bob}) BOOST_TEST(n->take_one().tag() == 0x94u);
+}
+
+BOOST_FIXTURE_TEST_CASE(json_clients_in_the_same_room_get_the_same_json, fixture) {
+    auto& ada = native_joins(room, "ada");
+    auto& bea = browser_joins(room, "bea");
+    ada.take();
+    auto const ack = bea.take();
+    BOOST_TEST_REQUIRE(ack.size() == 1u);
+    BOOST_TEST(ack[0] == R"({"type":"join:ack","roomId":"design-review-42","users":[{"userId":"ada","metadata":{}}]})");
+    ada.take();
+
+    auto& cy = native_joins(room, "cy");  // a binary sender
+    cy.send(flk::client::cursor_move{std::string(room), {0.5, 0.25}});
+    cy.send(flk::client::presence_update{std::string(room), json::object{{"status", "away"}}});
+    cy.send(flk::client::cursor_leave{std::string(room)});
+    cy.send(flk::client::leave{std::string(room)});
+
+    auto const native = ada.take();
+    auto const text = bea.take();
+    BOOST_TEST_REQUIRE(native.size() == 5u);
+    BOOST_TEST_REQUIRE(text.size() == 5u);
+    auto const ts = std::to_string(as<server::cursor_updated>(native[1].named).timestamp);
+    std::vector<std::string> const expected{
+        R"({"type":"user:joined","roomId":"design-review-42","userId":"cy","metadata":{}})",
+        R"({"type":"cursor:updated","roomId":"design-review-42","userId":"cy","position":{"x":0.5,"y":0.25},"timestamp":)" +
+            ts + "}",
+        R"({"type":"presence:updated","roomId":"design-review-42","userId":"cy","metadata":{"status":"away"}})",
+        R"({"type":"cursor:removed","roomId":"design-review-42","userId":"cy"})",
+        R"({"type":"user:left","roomId":"design-review-42","userId":"cy"})",
+    };
+    BOOST_TEST(text == expected, boost::test_tools::per_element());
+    std::vector<unsigned> const by_handle{0x92, 0x94, 0x96, 0x95, 0x93};
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        BOOST_TEST_CONTEXT(text[i]) {
+            BOOST_TEST(native[i].tag() == by_handle[i]);
+            auto const seen_by_json = json_wire.decode_server(text[i]);
+            BOOST_TEST_REQUIRE(seen_by_json.has_value());
+            BOOST_TEST((native[i].named == *seen_by_json));
+        }
+    }
+    // Handles stay on this instance: what the broker publishes has none.
+    BOOST_TEST(!broker().published.empty());
+    for (auto const& p : broker().published)
+        std::visit(
+            [](auto const& m) {
+                if constexpr (requires { m.user_handle; }) {
+                    BOOST_TEST(m.room_handle == 0u);
+                    BOOST_TEST(m.user_handle == 0u);
+                }
+            },
+            p.message);
+}
+
+/// What a slow reader gets: its frames go through a send queue, which
+/// conflates the cursor updates of one user, then through its session (each
+/// must be accepted); returned as JSON.
+std::vector<std::string> through_a_send_queue(native& n) {
+    flk::detail::send_queue queue(1 << 20);
+    for (auto const& f : n.socket->frames()) queue.push(f);
+    n.socket->take();
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < queue.size(); ++i) {
+        auto const m = n.session.decode(queue[i].view());
+        BOOST_TEST_REQUIRE(m.has_value(), "frame " << i << " uses a handle not announced before it");
+        out.push_back(flk::json_codec().encode(*m));
+    }
+    return out;
+}
+
+bool is(std::string const& text, std::string_view type) {
+    return text.find(R"("type":")" + std::string(type) + '"') != std::string::npos;
+}
+
+BOOST_FIXTURE_TEST_CASE(a_cursor_by_a_new_handle_never_overtakes_the_leave_and_join_before_it, fixture) {
+    // A newer cursor of a user replaces an older unsent one, but must not jump
+    // ahead of the user:left / user:joined that retire its old handle and
+    // announce its new one.
+    auto& ada = native_joins(room, "ada");
+    auto& bob = native_joins(room, "bob");
+    ada.take();
+    bob.send(flk::client::cursor_move{std::string(room), {0.1, 0.1}});
+    bob.send(flk::client::leave{std::string(room)});
+    bob.send(flk::client::join{std::string(room), "bob", {}, {}});
+    bob.send(flk::client::cursor_move{std::string(room), {0.2, 0.2}});
+    bob.send(flk::client::cursor_move{std::string(room), {0.3, 0.3}});
+    auto const seen = through_a_send_queue(ada);
+    BOOST_TEST_REQUIRE(seen.size() == 4u);  // the last two moves became one
+    BOOST_TEST(is(seen[0], "cursor:updated"));
+    BOOST_TEST(is(seen[1], "user:left"));
+    BOOST_TEST(is(seen[2], "user:joined"));
+    BOOST_TEST(seen[3].find(R"("userId":"bob","position":{"x":0.3,"y":0.3})") != std::string::npos);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_cursor_by_handle_never_overtakes_the_user_joined_announcing_it, fixture) {
+    // Zed goes by name (first seen in a snapshot) until a user:joined gives it
+    // a handle; its next cursor, by handle, must stay behind that user:joined.
+    auto& ada = native_joins(room, "ada");
+    ada.take();
+    broker().add_remote_member(std::string(room), "zed");
+    native_joins(room, "cy");
+    ada.take();
+    broker().inject(room, server::cursor_updated{std::string(room), "zed", {0.1, 0.1}, 1});
+    broker().inject(room, server::user_joined{std::string(room), "zed", {}});
+    broker().inject(room, server::cursor_updated{std::string(room), "zed", {0.2, 0.2}, 2});
+    BOOST_TEST(ada.socket->frames().back().view().at(0) == '\x94');
+    auto const seen = through_a_send_queue(ada);
+    BOOST_TEST_REQUIRE(seen.size() == 3u);
+    BOOST_TEST(is(seen[0], "cursor:updated"));
+    BOOST_TEST(is(seen[1], "user:joined"));
+    BOOST_TEST(seen[2].find(R"("userId":"zed","position":{"x":0.2,"y":0.2})") != std::string::npos);
+
+    // The same when such a user joins here: its handle comes with its user:joined.
+    broker().add_remote_member(std::string(room), "yan");
+    native_joins(room, "dee");  // yan first seen in a snapshot: by name
+    ada.take();
+    broker().inject(room, server::cursor_updated{std::string(room), "yan", {0.1, 0.1}, 1});
+    auto& yan = native_joins(room, "yan");
+    yan.send(flk::client::cursor_move{std::string(room), {0.3, 0.3}});
+    auto const after = through_a_send_queue(ada);
+    BOOST_TEST_REQUIRE(after.size() == 3u);
+    BOOST_TEST(is(after[0], "cursor:updated"));
+    BOOST_TEST(is(after[1], "user:joined"));
+    BOOST_TEST(after[2].find(R"("userId":"yan","position":{"x":0.3,"y":0.3})") != std::string::npos);
+}
+
+using binary_only = fixture_for<flk::binary_codec>;
+
+BOOST_FIXTURE_TEST_CASE(a_binary_only_server_uses_handles_too, binary_only) {
+    // basic_flock<..., binary_codec>: every client speaks binary, asked or not.
+    auto& ada = natives.emplace_back();
+    ada.socket = &srv.transport().connect();
+    ada.send(flk::client::join{std::string(room), "ada", {}, {}});
+    auto& bob = natives.emplace_back();
+    bob.socket = &srv.transport().connect();
+    bob.send(flk::client::join{std::string(room), "bob", {}, {}});
+    BOOST_TEST(handle_in(bob.take_one(), "ada") != 0u);
+    ada.take();
+    ada.send(flk::client::cursor_move{std::string(room), {0.5, 0.25}});
+    auto const moved = bob.take_one();
+    BOOST_TEST(moved.tag() == 0x94u);
+    BOOST_TEST(as<server::cursor_updated>(moved.named).user_id == "ada");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace handles_test

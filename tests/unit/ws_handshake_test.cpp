@@ -61,9 +61,9 @@ BOOST_AUTO_TEST_CASE(comma_lists_are_split_and_trimmed) {
 BOOST_AUTO_TEST_CASE(subprotocols_from_every_field_in_order) {
     auto req = upgrade_request();
     BOOST_TEST(flk::detail::offered_subprotocols(req).empty());
-    req.insert(http::field::sec_websocket_protocol, "flock.binary.v1, chat");
+    req.insert(http::field::sec_websocket_protocol, "flock.binary.v2, chat");
     req.insert(http::field::sec_websocket_protocol, "  superchat ");
-    BOOST_TEST(flk::detail::offered_subprotocols(req) == (std::vector<std::string>{"flock.binary.v1", "chat", "superchat"}),
+    BOOST_TEST(flk::detail::offered_subprotocols(req) == (std::vector<std::string>{"flock.binary.v2", "chat", "superchat"}),
                boost::test_tools::per_element());
 }
 

@@ -1,7 +1,13 @@
 // The binary codec: every message of PROTOCOL.md in a compact byte layout,
 // one message per binary WebSocket frame, for native clients that ask for the
-// `flock.binary.v1` subprotocol. The layout is documented, table by table, in
+// `flock.binary.v2` subprotocol. The layout is documented, table by table, in
 // docs/binary-codec.md; the functions below follow it in the same order.
+//
+// Messages about one user in one room have two forms: by handle (the small
+// integers of flk::handle, which the core assigns and announces in join:ack
+// and user:joined) and by name (the ids spelled out, when the sender has no
+// handle). flk::binary_session, at the end, is the client side: it learns the
+// handles and gives back every message with its names.
 #pragma once
 
 #include <flock/codec/concept.hpp>
@@ -21,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 
@@ -30,6 +37,8 @@ namespace bj = boost::json;
 
 /// The first byte of every frame. Client messages have the high bit clear,
 /// server messages set, so a frame sent the wrong way is an unknown type.
+/// Server messages about one user in one room have a tag for each form:
+/// 0x8N spells out the ids, 0x9N gives the handles instead.
 namespace tag {
 inline constexpr std::uint8_t join = 0x01;
 inline constexpr std::uint8_t heartbeat = 0x02;
@@ -46,6 +55,12 @@ inline constexpr std::uint8_t cursor_removed = 0x85;
 inline constexpr std::uint8_t presence_updated = 0x86;
 inline constexpr std::uint8_t heartbeat_ack = 0x87;
 inline constexpr std::uint8_t error = 0x88;
+
+inline constexpr std::uint8_t user_joined_by_handle = 0x92;
+inline constexpr std::uint8_t user_left_by_handle = 0x93;
+inline constexpr std::uint8_t cursor_updated_by_handle = 0x94;
+inline constexpr std::uint8_t cursor_removed_by_handle = 0x95;
+inline constexpr std::uint8_t presence_updated_by_handle = 0x96;
 }  // namespace tag
 
 /// The byte of each error code: a fixed table, independent of the enum's order.
@@ -78,8 +93,8 @@ constexpr error_code code_from_byte(std::uint8_t b) noexcept {
 /// the same metadata is accepted by both codecs.
 inline constexpr unsigned metadata_max_depth = 31;
 
-/// The smallest join:ack entry: an empty userId, `{}`, no cursor.
-inline constexpr std::size_t min_member_size = 1 + (1 + 2) + 1;
+/// The smallest join:ack entry: an empty userId, handle 0, `{}`, no cursor.
+inline constexpr std::size_t min_member_size = 1 + 1 + (1 + 2) + 1;
 
 // ---------------------------------------------------------------- reading
 
@@ -143,6 +158,20 @@ public:
         auto const x = coordinate(x_name);
         auto const y = coordinate(y_name);
         return {x, y};
+    }
+
+    /// A varint handle that names something: 0 is refused.
+    handle required_handle(std::string_view name) {
+        auto const h = optional_handle(name);
+        if (ok() && h == 0) fail(decode_errc::malformed, name);
+        return h;
+    }
+
+    /// A varint handle, 0 for none.
+    handle optional_handle(std::string_view name) {
+        std::uint64_t u = 0;
+        if (ok() && !in_.varint(u)) fail(decode_errc::malformed, name);
+        return ok() ? u : 0;
     }
 
     /// A zigzag varint.
@@ -284,16 +313,23 @@ inline decode_result decode_client(std::string_view bytes) {
 // means "not a message we understand".
 
 inline std::optional<server_message> read_join_ack(field_reader& r) {
-    server::join_ack m{r.string("roomId"), {}};
+    server::join_ack m;
+    m.room_id = r.string("roomId");
+    m.room_handle = r.optional_handle("roomHandle");
     auto const n = r.count("users", min_member_size);
     m.users.reserve(n);
     for (std::size_t i = 0; i < n && r.ok(); ++i) {
-        server::member u{r.string("userId"), r.object("metadata"), std::nullopt};
+        server::member u;
+        u.user_id = r.string("userId");
+        u.user_handle = r.optional_handle("userHandle");
+        u.meta = r.object("metadata");
         if (r.present("cursor")) u.cursor = r.point("cursor.x", "cursor.y");
         m.users.push_back(std::move(u));
     }
     return r.server_result(std::move(m));
 }
+
+// By name: the v1 layouts, the ids spelled out.
 
 inline std::optional<server_message> read_user_joined(field_reader& r) {
     return r.server_result(
@@ -319,6 +355,52 @@ inline std::optional<server_message> read_presence_updated(field_reader& r) {
         server::presence_updated{r.string("roomId"), r.string("userId"), r.object("metadata")});
 }
 
+// By handle: two nonzero handles in place of the ids, whose strings are left
+// empty (flk::binary_session fills them in). The handles come first, so the
+// fields are read one statement at a time, in layout order.
+
+/// Reads the room and user handles that open every handle form into `m`.
+template <class Message>
+void read_handles(field_reader& r, Message& m) {
+    m.room_handle = r.required_handle("roomHandle");
+    m.user_handle = r.required_handle("userHandle");
+}
+
+inline std::optional<server_message> read_user_joined_by_handle(field_reader& r) {
+    server::user_joined m;
+    read_handles(r, m);
+    m.user_id = r.string("userId");
+    m.meta = r.object("metadata");
+    return r.server_result(std::move(m));
+}
+
+inline std::optional<server_message> read_user_left_by_handle(field_reader& r) {
+    server::user_left m;
+    read_handles(r, m);
+    return r.server_result(std::move(m));
+}
+
+inline std::optional<server_message> read_cursor_updated_by_handle(field_reader& r) {
+    server::cursor_updated m;
+    read_handles(r, m);
+    m.pos = r.point("position.x", "position.y");
+    m.timestamp = r.integer("timestamp");
+    return r.server_result(std::move(m));
+}
+
+inline std::optional<server_message> read_cursor_removed_by_handle(field_reader& r) {
+    server::cursor_removed m;
+    read_handles(r, m);
+    return r.server_result(std::move(m));
+}
+
+inline std::optional<server_message> read_presence_updated_by_handle(field_reader& r) {
+    server::presence_updated m;
+    read_handles(r, m);
+    m.patch = r.object("metadata");
+    return r.server_result(std::move(m));
+}
+
 inline std::optional<server_message> read_error(field_reader& r) {
     return r.server_result(server::error{code_from_byte(r.byte("code")), r.string("message"),
                                          r.optional_string("roomId")});
@@ -328,8 +410,13 @@ inline std::optional<server_message> decode_server(std::string_view bytes) {
     if (bytes.empty()) return std::nullopt;
     field_reader r(bytes.substr(1));
     switch (static_cast<std::uint8_t>(bytes.front())) {
+    case tag::cursor_updated_by_handle: return read_cursor_updated_by_handle(r);
     case tag::cursor_updated: return read_cursor_updated(r);
     case tag::heartbeat_ack: return r.server_result(server::heartbeat_ack{});
+    case tag::cursor_removed_by_handle: return read_cursor_removed_by_handle(r);
+    case tag::presence_updated_by_handle: return read_presence_updated_by_handle(r);
+    case tag::user_joined_by_handle: return read_user_joined_by_handle(r);
+    case tag::user_left_by_handle: return read_user_left_by_handle(r);
     case tag::cursor_removed: return read_cursor_removed(r);
     case tag::presence_updated: return read_presence_updated(r);
     case tag::user_joined: return read_user_joined(r);
@@ -427,51 +514,65 @@ template <class Out>
 void layout(Out& o, server::join_ack const& m) {
     o.byte(tag::join_ack);
     o.string(m.room_id);
+    o.varint(m.room_handle);
     o.varint(m.users.size());
     for (auto const& u : m.users) {
         o.string(u.user_id);
+        o.varint(u.user_handle);
         o.object(u.meta);
         o.byte(u.cursor ? 1 : 0);
         if (u.cursor) o.point(*u.cursor);
     }
 }
 
+/// A message about one user goes by handle when it has both handles.
+template <class Message>
+constexpr bool by_handle(Message const& m) noexcept {
+    return m.room_handle != 0 && m.user_handle != 0;
+}
+
+/// The tag and the subject that open a message about one user in one room:
+/// the two handles, or else the two ids.
+template <class Out, class Message>
+void subject(Out& o, Message const& m, std::uint8_t by_name_tag, std::uint8_t by_handle_tag) {
+    if (by_handle(m)) {
+        o.byte(by_handle_tag);
+        o.varint(m.room_handle);
+        o.varint(m.user_handle);
+    } else {
+        o.byte(by_name_tag);
+        o.string(m.room_id);
+        o.string(m.user_id);
+    }
+}
+
 template <class Out>
 void layout(Out& o, server::user_joined const& m) {
-    o.byte(tag::user_joined);
-    o.string(m.room_id);
-    o.string(m.user_id);
+    subject(o, m, tag::user_joined, tag::user_joined_by_handle);
+    if (by_handle(m)) o.string(m.user_id);  // what the new handle stands for
     o.object(m.meta);
 }
 
 template <class Out>
 void layout(Out& o, server::user_left const& m) {
-    o.byte(tag::user_left);
-    o.string(m.room_id);
-    o.string(m.user_id);
+    subject(o, m, tag::user_left, tag::user_left_by_handle);
 }
 
 template <class Out>
 void layout(Out& o, server::cursor_updated const& m) {
-    o.byte(tag::cursor_updated);
-    o.string(m.room_id);
-    o.string(m.user_id);
+    subject(o, m, tag::cursor_updated, tag::cursor_updated_by_handle);
     o.point(m.pos);
     o.integer(m.timestamp);
 }
 
 template <class Out>
 void layout(Out& o, server::cursor_removed const& m) {
-    o.byte(tag::cursor_removed);
-    o.string(m.room_id);
-    o.string(m.user_id);
+    subject(o, m, tag::cursor_removed, tag::cursor_removed_by_handle);
 }
 
 template <class Out>
 void layout(Out& o, server::presence_updated const& m) {
-    o.byte(tag::presence_updated);
-    o.string(m.room_id);
-    o.string(m.user_id);
+    subject(o, m, tag::presence_updated, tag::presence_updated_by_handle);
     o.object(m.patch);
 }
 
@@ -547,13 +648,13 @@ namespace flk {
 
 /// The binary Codec: one message per binary frame, in the byte layout of
 /// docs/binary-codec.md. A connection gets it by asking for the WebSocket
-/// subprotocol `flock.binary.v1`; without one it speaks JSON.
+/// subprotocol `flock.binary.v2`; without one it speaks JSON.
 struct binary_codec {
     static constexpr frame_kind kind = frame_kind::binary;
 
-    /// The Sec-WebSocket-Protocol token that selects this codec (version 1
-    /// of the layout; a new layout gets a new token).
-    static constexpr std::string_view subprotocol = "flock.binary.v1";
+    /// The Sec-WebSocket-Protocol token that selects this codec: version 2
+    /// of the layout, the first with handles (a new layout gets a new token).
+    static constexpr std::string_view subprotocol = "flock.binary.v2";
 
     /// One client frame to a message; never throws on bad input. Layout
     /// violations (truncation, bad varints, bad presence bytes, trailing
@@ -565,12 +666,18 @@ struct binary_codec {
         return detail::binary_wire::decode_client(bytes);
     }
 
-    /// The frame payload for `msg`, encoded once per broadcast.
+    /// The frame payload for `msg`, encoded once per broadcast. A message
+    /// about one user goes by handle when it carries both its room's and its
+    /// user's handle, and by name otherwise; join:ack carries the handles it
+    /// has (0 for none).
     std::string encode(server_message const& msg) const {
         return std::visit([](auto const& m) { return detail::binary_wire::encode(m); }, msg);
     }
 
-    /// A server message back from its bytes; nullopt if it is not one.
+    /// A server message back from its bytes; nullopt if it is not one. It is
+    /// the frame as it stands: a message by handle comes back with its
+    /// handles and empty `roomId`/`userId` (flk::binary_session puts the
+    /// names in), and encoding the result gives the same bytes again.
     std::optional<server_message> decode_server(std::string_view bytes) const {
         return detail::binary_wire::decode_server(bytes);
     }
@@ -583,5 +690,130 @@ struct binary_codec {
 };
 
 static_assert(Codec<binary_codec>);
+
+/// The client side of `flock.binary.v2`, one per connection (handles belong
+/// to the server instance at the other end). It reads server frames as
+/// binary_codec::decode_server does, learns the handles that join:ack and
+/// user:joined announce, and gives back each message as a JSON client would
+/// have received it: ids filled in, handles cleared.
+///
+/// - join:ack replaces what the session knew of that room; user:joined adds
+///   (or moves) one user's handle; user:left, by handle or by name, forgets it.
+/// - A frame is refused (nullopt, and the session learns or forgets nothing)
+///   when decode_server refuses it, when it uses a room or user handle the
+///   session was not told about, when a user:joined gives a handle that
+///   stands for another user of the room, or when a join:ack gives one
+///   handle to two users. A server keeps each handle to one user, and a
+///   client on one connection hears every announcement before the handle is
+///   used, so none of these happen with a correct server.
+class binary_session {
+public:
+    std::optional<server_message> decode(std::string_view bytes) {
+        auto msg = detail::binary_wire::decode_server(bytes);
+        if (msg && !std::visit([this](auto& m) { return resolve(m); }, *msg)) return std::nullopt;
+        return msg;
+    }
+
+    /// Forgets the handles of a room, once the client has left it (a new
+    /// join:ack for the room would replace them anyway).
+    void forget(std::string_view room_id) {
+        std::erase_if(rooms_, [&](auto const& r) { return r.second.id == room_id; });
+    }
+
+    /// Rooms whose handle this session knows.
+    std::size_t room_count() const noexcept { return rooms_.size(); }
+
+    /// Users of `room_id` whose handle this session knows.
+    std::size_t user_count(std::string_view room_id) const {
+        auto const* r = find(room_id);
+        return r ? r->users.size() : 0;
+    }
+
+private:
+    struct room {
+        std::string id;
+        std::unordered_map<handle, std::string> users;  // user handle -> userId
+    };
+
+    room* find(std::string_view room_id) {
+        for (auto& [h, r] : rooms_)
+            if (r.id == room_id) return &r;
+        return nullptr;
+    }
+    room const* find(std::string_view room_id) const {
+        for (auto const& [h, r] : rooms_)
+            if (r.id == room_id) return &r;
+        return nullptr;
+    }
+
+    /// A user has one handle at a time: a new one replaces the old.
+    static void drop_user(room& r, std::string_view user_id) {
+        std::erase_if(r.users, [&](auto const& u) { return u.second == user_id; });
+    }
+
+    /// Puts the ids of a message by handle in place of its handles; false if
+    /// either handle is unknown. A message by name is left as it is.
+    template <class Message>
+    bool name(Message& m) {
+        if (m.room_handle == 0) return true;
+        auto const r = rooms_.find(m.room_handle);
+        if (r == rooms_.end()) return false;
+        auto const u = r->second.users.find(m.user_handle);
+        if (u == r->second.users.end()) return false;
+        m.room_id = r->second.id;
+        m.user_id = u->second;
+        m.room_handle = m.user_handle = 0;
+        return true;
+    }
+
+    bool resolve(server::join_ack& m) {
+        std::unordered_map<handle, std::string> users;
+        for (auto& u : m.users) {
+            if (u.user_handle != 0 && !users.try_emplace(u.user_handle, u.user_id).second) return false;
+            u.user_handle = 0;
+        }
+        forget(m.room_id);
+        if (m.room_handle != 0) rooms_[m.room_handle] = room{m.room_id, std::move(users)};
+        m.room_handle = 0;
+        return true;
+    }
+
+    bool resolve(server::user_joined& m) {
+        if (m.room_handle == 0) {
+            if (auto* r = find(m.room_id)) drop_user(*r, m.user_id);  // present now without a handle
+            return true;
+        }
+        auto const it = rooms_.find(m.room_handle);
+        if (it == rooms_.end()) return false;
+        room& r = it->second;
+        if (auto const u = r.users.find(m.user_handle); u != r.users.end() && u->second != m.user_id)
+            return false;
+        drop_user(r, m.user_id);
+        r.users.emplace(m.user_handle, m.user_id);
+        m.room_id = r.id;
+        m.room_handle = m.user_handle = 0;
+        return true;
+    }
+
+    bool resolve(server::user_left& m) {
+        if (m.room_handle == 0) {
+            if (auto* r = find(m.room_id)) drop_user(*r, m.user_id);
+            return true;
+        }
+        auto const user = m.user_handle;
+        auto const r = rooms_.find(m.room_handle);
+        if (!name(m)) return false;
+        r->second.users.erase(user);  // never used again for anyone
+        return true;
+    }
+
+    bool resolve(server::cursor_updated& m) { return name(m); }
+    bool resolve(server::cursor_removed& m) { return name(m); }
+    bool resolve(server::presence_updated& m) { return name(m); }
+    bool resolve(server::heartbeat_ack&) { return true; }
+    bool resolve(server::error&) { return true; }
+
+    std::unordered_map<handle, room> rooms_;  // room handle -> what it stands for
+};
 
 }  // namespace flk

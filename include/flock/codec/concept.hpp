@@ -74,7 +74,10 @@ using decode_result = boost::system::result<client_message, decode_error>;
 /// - `decode(bytes, kind)` never throws on bad input; it returns a
 ///   decode_error instead.
 /// - `encode(message)` returns the frame payload; the caller encodes a
-///   broadcast once and shares the bytes among all recipients.
+///   broadcast once and shares the bytes among all recipients. Server
+///   messages carry the core's handles (flk::handle) beside the ids; a codec
+///   may send a handle in place of an id (binary_codec) or ignore handles
+///   (json_codec). They are the same for every recipient, so the frame is.
 /// - `decode_server(bytes)` reads a server message back (used by tests, by
 ///   the load generator and to relay messages between instances).
 template <class C>

@@ -1,7 +1,7 @@
 // One server for browsers and native clients: JSON text frames for every
 // client that asks for nothing (the existing browser client), the compact
 // binary codec for clients that offer the WebSocket subprotocol
-// `flock.binary.v1`.
+// `flock.binary.v2`.
 #pragma once
 
 #include <flock/codec/binary.hpp>
