@@ -25,6 +25,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -36,6 +37,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -73,6 +76,7 @@ public:
     /// (on that shard's thread); join() then rethrows.
     void start(std::function<void()> on_failure = {}) {
         if (started_) return;
+        if (shards_.size() > 1) refuse_a_taken_port();
         for (std::size_t i = 0; i < shards_.size(); ++i) {
             auto& s = *shards_[i];
             if constexpr (hub_aware) s.server.emplace(s.io.get_executor(), opts_, *hub_, i);
@@ -160,6 +164,28 @@ private:
         std::optional<Server> server;
         std::thread thread;
     };
+
+    // SO_REUSEPORT lets any process of the same user bind the port too: a
+    // second flock-server started by mistake on a busy port would silently
+    // take half of its connections. So the port must be free first; a plain
+    // bind (no SO_REUSEPORT) fails on any listener, whoever it is.
+    void refuse_a_taken_port() const {
+        if (opts_.port == 0) return;  // the kernel picks a free one
+        namespace ip = boost::asio::ip;
+        boost::asio::io_context io;
+        boost::system::error_code ec;
+        auto const where = opts_.host + ':' + std::to_string(opts_.port);
+        auto const found = ip::tcp::resolver(io).resolve(
+            opts_.host, std::to_string(opts_.port), ip::tcp::resolver::passive | ip::tcp::resolver::numeric_service, ec);
+        if (ec || found.empty()) return;  // shard 0 reports it, with the same words as alone
+        auto const endpoint = found.begin()->endpoint();
+        ip::tcp::acceptor probe(io);
+        probe.open(endpoint.protocol(), ec);
+        if (!ec) probe.set_option(ip::tcp::acceptor::reuse_address(true), ec);  // as the shards do
+        if (!ec) probe.bind(endpoint, ec);
+        if (ec == boost::asio::error::address_in_use)
+            throw std::runtime_error("flock: cannot listen on " + where + ": bind: " + ec.message());
+    }
 
     void join_threads() {
         for (auto& s : shards_)

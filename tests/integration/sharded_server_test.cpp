@@ -95,6 +95,23 @@ BOOST_FIXTURE_TEST_CASE(one_port_serves_every_shard, fixture) {
     BOOST_TEST(health.status == 200);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_port_another_server_listens_on_is_refused, fixture) {
+    // SO_REUSEPORT would let a second server share the port silently and take
+    // half of the first one's new connections; it must fail at start instead.
+    start();
+    auto again = opts;
+    again.port = srv->port();
+    flk::sharded_server<flk::single_node_server> second(again);
+    try {
+        second.start();
+        BOOST_FAIL("a second server started on a port in use");
+    } catch (std::runtime_error const& e) {
+        BOOST_TEST(std::string(e.what()).find(std::to_string(srv->port())) != std::string::npos, e.what());
+    }
+    auto c = join("board", "still-served");  // the first one is unharmed
+    BOOST_TEST(c.shard < srv->size());
+}
+
 BOOST_FIXTURE_TEST_CASE(users_on_different_shards_see_each_other_once, fixture) {
     start();
     auto members = join_across_shards("board");
