@@ -53,6 +53,17 @@ public:
     logger() = default;
     explicit logger(log_level level, sink_type sink = {}) : level_(level), sink_(std::move(sink)) {}
 
+    /// This logger, adding `key=value` to every line it writes (after the
+    /// line's own fields): `shard=1` on each line of a sharded_server's shard.
+    logger with(std::string_view key, std::string_view value) const {
+        logger l = *this;
+        l.context_ += ' ';
+        l.context_ += key;
+        l.context_ += '=';
+        append_value(l.context_, value);
+        return l;
+    }
+
     log_level level() const noexcept { return level_; }
     bool enabled(log_level l) const noexcept { return l >= level_ && l != log_level::silent; }
 
@@ -72,6 +83,7 @@ public:
             line += '=';
             append_value(line, f.value);
         }
+        line += context_;
         if (sink_) {
             sink_(l, line);
         } else {
@@ -121,6 +133,7 @@ private:
 
     log_level level_ = log_level::info;
     sink_type sink_;
+    std::string context_;  // " key=value..." added to every line
 };
 
 }  // namespace flk

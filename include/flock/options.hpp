@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace flk {
@@ -56,8 +57,14 @@ struct options {
 
     /// Where log lines go; stderr when empty.
     logger::sink_type log_sink;
+    /// Fields added to every log line (sharded_server adds `shard`).
+    std::vector<std::pair<std::string, std::string>> log_fields;
 
-    logger make_logger() const { return logger(log, log_sink); }
+    logger make_logger() const {
+        logger l(log, log_sink);
+        for (auto const& [k, v] : log_fields) l = l.with(k, v);
+        return l;
+    }
 
     bool api_key_accepted(std::string_view key) const {
         for (auto const& k : api_keys)

@@ -79,8 +79,10 @@ public:
         if (shards_.size() > 1) refuse_a_taken_port();
         for (std::size_t i = 0; i < shards_.size(); ++i) {
             auto& s = *shards_[i];
-            if constexpr (hub_aware) s.server.emplace(s.io.get_executor(), opts_, *hub_, i);
-            else s.server.emplace(s.io.get_executor(), opts_);
+            auto shard_opts = opts_;
+            if (shards_.size() > 1) shard_opts.log_fields.emplace_back("shard", std::to_string(i));
+            if constexpr (hub_aware) s.server.emplace(s.io.get_executor(), std::move(shard_opts), *hub_, i);
+            else s.server.emplace(s.io.get_executor(), std::move(shard_opts));
             s.server->start();
             if (i == 0) opts_.port = s.server->transport().port();
         }

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 namespace sharded_server_test {
@@ -110,6 +111,25 @@ BOOST_FIXTURE_TEST_CASE(a_port_another_server_listens_on_is_refused, fixture) {
     }
     auto c = join("board", "still-served");  // the first one is unharmed
     BOOST_TEST(c.shard < srv->size());
+}
+
+BOOST_FIXTURE_TEST_CASE(each_shard_says_which_it_is_in_its_log_lines, fixture) {
+    std::mutex mutex;  // shards log from their own threads
+    std::vector<std::string> lines;
+    opts.log = flk::log_level::info;
+    opts.log_sink = [&](flk::log_level, std::string_view line) {
+        std::lock_guard lock(mutex);
+        lines.emplace_back(line);
+    };
+    start();
+    stop();
+    srv.reset();
+    for (std::string shard : {"shard=0", "shard=1"}) {
+        auto listening = std::ranges::count_if(lines, [&](std::string const& l) {
+            return l.find("msg=listening") != std::string::npos && l.ends_with(shard);
+        });
+        BOOST_TEST(listening == 1, shard);
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(users_on_different_shards_see_each_other_once, fixture) {

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 namespace options_test {
 
@@ -123,6 +124,21 @@ BOOST_AUTO_TEST_CASE(inconsistent_values_are_refused) {
     flk::options o;
     o.presence_ttl = std::chrono::seconds(0);
     BOOST_CHECK_THROW(o.validate(), flk::config_error);
+}
+
+BOOST_AUTO_TEST_CASE(log_fields_end_every_line_and_are_quoted_when_needed) {
+    std::vector<std::string> lines;
+    flk::options o;
+    o.log = flk::log_level::info;
+    o.log_sink = [&](flk::log_level, std::string_view line) { lines.emplace_back(line); };
+    o.log_fields = {{"shard", "1"}, {"site", "eu west"}};
+    auto log = o.make_logger();
+    log.info("listening", {{"port", 8787}});
+    log.debug("not at info");
+    BOOST_TEST_REQUIRE(lines.size() == 1u);
+    auto const& line = lines[0];
+    BOOST_TEST(line.find(" msg=listening port=8787 shard=1 site=\"eu west\"") != std::string::npos, line);
+    BOOST_TEST(line.ends_with("site=\"eu west\""), line);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
