@@ -349,6 +349,29 @@ BOOST_AUTO_TEST_CASE(capacity_holds_across_instances_under_racing_joins) {
     }
 }
 
+// A user who joins again (a second tab, a reconnect) gets a fresh presence TTL:
+// the join script writes EXPIRE every time, not only for a new member.
+// Time passing is simulated by shortening the TTL in Redis, not by waiting.
+BOOST_AUTO_TEST_CASE(rejoin_refreshes_the_presence_ttl) {
+    auto& srv = redis_server::shared();
+    auto cli = srv.client();
+    asio::io_context io;
+    auto a = std::make_unique<instance>(io, srv.url(), 30s);
+    auto b = std::make_unique<instance>(io, srv.url(), 30s);
+    start_all(io, {a.get(), b.get()});
+    auto room = unique_room("rejoin");
+    BOOST_REQUIRE((join(io, *a, room, "ann").outcome == flk::join_result::status::joined));
+    BOOST_REQUIRE(cli.command({"TTL", presence(room, "ann")}).integer > 5);
+    for (auto* again : {a.get(), b.get()}) {  // on the same instance, then on another
+        // As if 27 of the 30 s had passed without a heartbeat.
+        BOOST_REQUIRE(cli.command({"EXPIRE", presence(room, "ann"), "3"}).integer == 1);
+        BOOST_REQUIRE((join(io, *again, room, "ann").outcome == flk::join_result::status::joined));
+        auto const ttl = cli.command({"TTL", presence(room, "ann")}).integer;
+        BOOST_TEST((ttl > 3 && ttl <= 30), "TTL after a re-join: " << ttl);
+        BOOST_TEST(is_member(cli, room, "ann"));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(idle_user_is_evicted_on_every_subscribed_instance) {
     auto& srv = redis_server::shared();
     auto cli = srv.client();
@@ -372,7 +395,7 @@ BOOST_AUTO_TEST_CASE(idle_user_is_evicted_on_every_subscribed_instance) {
     BOOST_TEST(!cli.exists(presence(room, "idle:user")));
     BOOST_REQUIRE(run_until(io, [&] { return !cli.exists(cursor(room, "idle:user")); }));  // its own TTL
     // A sweep tidies the set entry the expiry left behind.
-    BOOST_REQUIRE(run_until(io, [&] { return !is_member(cli, room, "idle:user"); }, 4000ms));
+    BOOST_REQUIRE(run_until(io, [&] { return !is_member(cli, room, "idle:user"); }, 10000ms));
     for (auto* i : {a.get(), b.get(), c.get()}) {
         BOOST_TEST(i->ev.evictions(room, "idle:user") == 1u);
         BOOST_TEST(i->ev.evictions(room, "bob") == 0u);
@@ -431,7 +454,7 @@ BOOST_AUTO_TEST_CASE(a_member_missed_while_disconnected_is_healed_by_the_sweep) 
     cli.command({"HSET", cursor(room, "zoe"), "x", "0.25", "y", "0.5", "timestamp", "1"});
     cli.command({"EXPIRE", cursor(room, "zoe"), "30"});
     cli.command({"SADD", members(room), "zoe"});
-    BOOST_REQUIRE(run_until(io, [&] { return b->ev.count<flk::server::user_joined>(room) == 1; }, 3000ms));
+    BOOST_REQUIRE(run_until(io, [&] { return b->ev.count<flk::server::user_joined>(room) == 1; }, 10000ms));
     auto j = b->ev.of<flk::server::user_joined>(room)[0];
     BOOST_TEST(j.user_id == "zoe");
     BOOST_TEST((j.meta == flk::metadata{{"name", "Zoe"}}));
@@ -440,7 +463,7 @@ BOOST_AUTO_TEST_CASE(a_member_missed_while_disconnected_is_healed_by_the_sweep) 
 
     // ...and her leaving unannounced (keys deleted, no event) is seen too.
     cli.command({"DEL", presence(room, "zoe"), cursor(room, "zoe")});
-    BOOST_REQUIRE(run_until(io, [&] { return b->ev.evictions(room, "zoe") == 1; }, 3000ms));
+    BOOST_REQUIRE(run_until(io, [&] { return b->ev.evictions(room, "zoe") == 1; }, 10000ms));
     BOOST_TEST(b->ev.count<flk::server::user_joined>(room) == 1u);
     BOOST_TEST(b->ev.evictions(room, "bob") == 0u);
 }
@@ -472,13 +495,13 @@ BOOST_AUTO_TEST_CASE(sweep_evicts_when_expired_events_are_missing) {
 }
 
 BOOST_AUTO_TEST_CASE(broker_turns_expired_events_on) {
-    auto& srv = redis_server::shared();
-    if (!srv.owned()) return;  // do not reconfigure someone else's server
-    auto cli = srv.client();
-    keyspace_events_guard restore{srv};
+    // A private server: the test reconfigures it, which it must not do to a shared one.
+    auto srv = redis_server::spawn_or_skip("redis_broker/broker_turns_expired_events_on");
+    if (!srv) return;
+    auto cli = srv->client();
     cli.command({"CONFIG", "SET", "notify-keyspace-events", "K$"});
     asio::io_context io;
-    auto a = std::make_unique<instance>(io, srv.url());
+    auto a = std::make_unique<instance>(io, srv->url());
     start_all(io, {a.get()});
     BOOST_REQUIRE(run_until(io, [&] { return a->log_count("enabled redis expired-key events") == 1; }));
     auto flags = cli.command({"CONFIG", "GET", "notify-keyspace-events"}).elements.at(1).str;
@@ -524,7 +547,8 @@ BOOST_AUTO_TEST_CASE(stale_owner_leaving_keeps_the_live_users_presence) {
 }
 
 BOOST_AUTO_TEST_CASE(survives_redis_restart_and_restores_the_cluster_view) {
-    auto srv = redis_server::spawn();
+    auto srv = redis_server::spawn_or_skip("redis_broker/survives_redis_restart_and_restores_the_cluster_view");
+    if (!srv) return;
     asio::io_context io;
     auto a = std::make_unique<instance>(io, srv->url());
     auto b = std::make_unique<instance>(io, srv->url());
@@ -544,13 +568,13 @@ BOOST_AUTO_TEST_CASE(survives_redis_restart_and_restores_the_cluster_view) {
     a->broker.health(health);
     BOOST_TEST(health.at("redis").as_string() == "down");
 
-    // While down: joins fail fast, writes are dropped, nothing crashes.
+    // While down: joins fail at once (answered while Redis is still down, not
+    // held until it returns), writes are dropped, nothing crashes.
     std::optional<flk::join_result> r;
-    auto t0 = std::chrono::steady_clock::now();
     a->broker.join({room, "late", {}, 10}, [&](flk::join_result res) { r = std::move(res); });
-    BOOST_REQUIRE(run_until(io, [&] { return r.has_value(); }, 1000ms));
+    BOOST_REQUIRE(run_until(io, [&] { return r.has_value(); }));
     BOOST_TEST((r->outcome == flk::join_result::status::failed));
-    BOOST_TEST((std::chrono::steady_clock::now() - t0 < 500ms));
+    BOOST_TEST(!a->broker.connected());
     a->broker.publish(room, flk::server::cursor_updated{room, "alice", {0.9, 0.1}, 8});
     a->broker.set_cursor(room, "alice", {0.9, 0.1}, 8);
     a->broker.set_metadata(room, "alice", {{"name", "Alice 2"}});
@@ -594,16 +618,19 @@ BOOST_AUTO_TEST_CASE(survives_redis_restart_and_restores_the_cluster_view) {
 }
 
 BOOST_AUTO_TEST_CASE(authentication_errors_are_clear_and_do_not_hang) {
-    auto srv = redis_server::spawn({"--requirepass", "s3cret"});
+    auto srv = redis_server::spawn_or_skip("redis_broker/authentication_errors_are_clear_and_do_not_hang",
+                                           {"--requirepass", "s3cret"});
+    if (!srv) return;
     auto port = std::to_string(srv->port());
     srv->client().command({"ACL", "SETUSER", "flockuser", "on", ">pw", "~*", "&*", "+@all"});
     asio::io_context io;
 
     auto expect_error = [&](std::string const& url, std::string const& needle) {
         auto i = std::make_unique<instance>(io, url);
-        auto t0 = std::chrono::steady_clock::now();
         i->broker.start();
-        BOOST_TEST((std::chrono::steady_clock::now() - t0 < 100ms));  // start() does not wait
+        // start() does not wait: nothing is known until the loop runs.
+        BOOST_TEST(i->broker.last_error().empty());
+        BOOST_TEST(!i->broker.connected());
         BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return !i->broker.last_error().empty(); }, 3000ms), url);
         BOOST_TEST(!i->broker.connected());
         BOOST_TEST_MESSAGE(i->broker.last_error());
@@ -644,7 +671,7 @@ BOOST_AUTO_TEST_CASE(unreachable_redis_gives_a_clear_error_and_does_not_hang) {
     BOOST_REQUIRE(run_until(io, [&] {
         return !refused->broker.last_error().empty() && !blackhole->broker.last_error().empty() &&
                !unknown->broker.last_error().empty();
-    }, 3000ms));
+    }, 10000ms));
     BOOST_TEST_MESSAGE(refused->broker.last_error());
     BOOST_TEST_MESSAGE(blackhole->broker.last_error());
     BOOST_TEST_MESSAGE(unknown->broker.last_error());
@@ -656,11 +683,11 @@ BOOST_AUTO_TEST_CASE(unreachable_redis_gives_a_clear_error_and_does_not_hang) {
     // Joins fail at once; stop completes although Redis was never reached.
     std::optional<flk::join_result> r;
     refused->broker.join({"r", "u", {}, 10}, [&](flk::join_result res) { r = std::move(res); });
-    BOOST_REQUIRE(run_until(io, [&] { return r.has_value(); }, 500ms));
+    BOOST_REQUIRE(run_until(io, [&] { return r.has_value(); }, 10000ms));
     BOOST_TEST((r->outcome == flk::join_result::status::failed));
     int stopped = 0;
     for (auto* i : {refused.get(), blackhole.get(), unknown.get()}) i->broker.stop([&] { ++stopped; });
-    BOOST_REQUIRE(run_until(io, [&] { return stopped == 3; }, 1000ms));
+    BOOST_REQUIRE(run_until(io, [&] { return stopped == 3; }, 10000ms));
     // Retries went on quietly: one error line per instance.
     BOOST_TEST(refused->log_count("level=error") == 1u, refused->all_logs());
 }
@@ -703,19 +730,16 @@ BOOST_AUTO_TEST_CASE(tls_with_certificate_verification) {
         "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
         "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 "
         "-extfile ext.cnf";
-    if (std::system(("(" + cmd + ") >/dev/null 2>&1").c_str()) != 0) {
-        BOOST_TEST_MESSAGE("openssl cannot make test certificates; TLS test skipped");
+    if (!flk_test::prerequisite(std::system(("(" + cmd + ") >/dev/null 2>&1").c_str()) == 0,
+                                "redis_broker/tls_with_certificate_verification",
+                                "openssl cannot make test certificates"))
         return;
-    }
-    std::unique_ptr<redis_server> srv;
-    try {
-        srv = redis_server::spawn({"--tls-cert-file", d + "/server.crt", "--tls-key-file", d + "/server.key",
-                                   "--tls-ca-cert-file", d + "/ca.crt", "--tls-auth-clients", "no"},
-                                  true);
-    } catch (std::exception const& e) {
-        BOOST_TEST_MESSAGE(std::string("redis-server without TLS support; TLS test skipped: ") + e.what());
-        return;
-    }
+    auto srv = redis_server::spawn_or_skip("redis_broker/tls_with_certificate_verification (redis-server with TLS)",
+                                           {"--tls-cert-file", d + "/server.crt", "--tls-key-file",
+                                            d + "/server.key", "--tls-ca-cert-file", d + "/ca.crt",
+                                            "--tls-auth-clients", "no"},
+                                           true);
+    if (!srv) return;
     auto port = std::to_string(srv->port());
     asio::io_context io;
     auto s = fast_settings();
@@ -733,7 +757,7 @@ BOOST_AUTO_TEST_CASE(tls_with_certificate_verification) {
     // Without our CA the server is not trusted: a clear error, no connection.
     auto untrusted = std::make_unique<instance>(io, "rediss://localhost:" + port, 30s, fast_settings());
     untrusted->broker.start();
-    BOOST_REQUIRE(run_until(io, [&] { return !untrusted->broker.last_error().empty(); }, 3000ms));
+    BOOST_REQUIRE(run_until(io, [&] { return !untrusted->broker.last_error().empty(); }, 10000ms));
     BOOST_TEST_MESSAGE(untrusted->broker.last_error());
     BOOST_TEST(untrusted->broker.last_error().find("TLS handshake") != std::string::npos);
     BOOST_TEST(untrusted->broker.last_error().find("certificate") != std::string::npos);
@@ -746,7 +770,7 @@ BOOST_AUTO_TEST_CASE(tls_with_certificate_verification) {
         return p;
     }());
     plain->broker.start();
-    BOOST_REQUIRE(run_until(io, [&] { return !plain->broker.last_error().empty(); }, 3000ms));
+    BOOST_REQUIRE(run_until(io, [&] { return !plain->broker.last_error().empty(); }, 10000ms));
     BOOST_TEST_MESSAGE(plain->broker.last_error());
     BOOST_TEST(plain->broker.last_error().find("handshake with redis://127.0.0.1:" + port) != std::string::npos);
     std::error_code ec;

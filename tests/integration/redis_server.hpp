@@ -2,7 +2,11 @@
 // one started here on a free loopback port (never 6379 by assumption), which
 // a test can kill and restart. Plus a small blocking client (hiredis's own
 // synchronous API) for tests to look at keys and change settings.
+// Under FLOCK_TEST_STRICT=1 (tests/run) a missing Redis fails the test; see
+// tests/strict.hpp.
 #pragma once
+
+#include "strict.hpp"
 
 #include <hiredis/hiredis.h>
 
@@ -28,6 +32,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -129,8 +134,22 @@ public:
         return s;
     }
 
+    /// A private redis-server for a test that reconfigures, kills or restarts
+    /// it, or needs TLS. nullptr when none can be started: the test then fails
+    /// under FLOCK_TEST_STRICT, or is skipped with a line on stderr.
+    static std::unique_ptr<redis_server> spawn_or_skip(std::string_view test, std::vector<std::string> extra = {},
+                                                       bool tls = false) {
+        try {
+            return spawn(std::move(extra), tls);
+        } catch (std::exception const& e) {
+            flk_test::prerequisite(false, test, std::string("cannot start a private redis-server: ") + e.what());
+            return nullptr;
+        }
+    }
+
     /// The server most tests share: FLOCK_TEST_REDIS_URL (redis://host:port,
-    /// no auth) if set, else a private one started on first use.
+    /// no auth) if set, else a private one started on first use. Under
+    /// FLOCK_TEST_STRICT the URL must be set (tests/run always sets it).
     static redis_server& shared() {
         static std::unique_ptr<redis_server> s = [] {
             if (char const* u = std::getenv("FLOCK_TEST_REDIS_URL"); u && *u) {
@@ -145,6 +164,8 @@ public:
                 e->port_ = colon == std::string_view::npos ? 6379 : std::stoi(std::string(hostport.substr(colon + 1)));
                 return e;
             }
+            if (flk_test::strict())
+                throw std::runtime_error("FLOCK_TEST_STRICT: FLOCK_TEST_REDIS_URL is not set (tests/run sets it)");
             return spawn();
         }();
         return *s;

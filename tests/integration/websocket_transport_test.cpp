@@ -408,7 +408,7 @@ BOOST_AUTO_TEST_CASE(http_keep_alive_serves_several_requests) {
     BOOST_TEST(c.get("/health").body == R"({"status":"ok"})");
     auto last = c.get("/health", false);
     BOOST_TEST(!last.keep_alive);
-    BOOST_TEST(c.closed_by_server_within(2s));
+    BOOST_TEST(c.closed_by_server_within(5s));
 }
 
 BOOST_AUTO_TEST_CASE(upgrade_on_root_and_on_any_path) {
@@ -582,11 +582,12 @@ BOOST_AUTO_TEST_CASE(silent_tcp_client_is_dropped_at_the_handshake_deadline) {
     flk::test::raw_connection silent(s.port);
     flk::test::raw_connection partial(s.port);
     partial.send("GET / HTTP/1.1\r\nHost: x\r\nUpgr");
+    // Dropped: within 5 s (the deadline is the feature: a wide upper bound,
+    // not a timing of the machine), and not before the deadline (a timer
+    // never fires early, so load cannot break this lower bound).
     BOOST_TEST(silent.read_until_closed(5s).has_value());
     BOOST_TEST(partial.read_until_closed(5s).has_value());
-    auto const took = elapsed_since(t0);
-    BOOST_TEST(took.count() >= 250);
-    BOOST_TEST(took.count() < 3000);
+    BOOST_TEST(elapsed_since(t0).count() >= 250);
     BOOST_TEST(s.events.open_count() == 0u);
 }
 
@@ -606,14 +607,20 @@ BOOST_AUTO_TEST_CASE(oversized_request_header_is_dropped) {
 }
 
 BOOST_AUTO_TEST_CASE(dead_peer_is_found_by_ping_and_live_one_kept) {
-    server s([](flk::options& o) { o.idle_timeout = 400ms; });
+    // Pinged after 1 s of silence, dropped after 2 s: the live client has a
+    // whole second to answer, however loaded the machine.
+    server s([](flk::options& o) { o.idle_timeout = 2s; });
     ws_client live(s.port);
     ws_client dead(s.port);  // never reads, so never answers a ping
     auto const live_id = s.events.opened(1);
     auto const dead_id = s.events.opened(2);
-    // the live client reads (and so answers pings) for well past the idle timeout
-    BOOST_TEST(live.got_nothing_for(1200ms));
-    BOOST_TEST(s.events.wait_closed(dead_id, 5s));
+    // The live client reads (and so answers pings) until the dead one is
+    // dropped: an order, not a duration. The live one, silent as long, was
+    // pinged too, and kept.
+    auto const give_up = std::chrono::steady_clock::now() + 30s;
+    while (s.events.close_count(dead_id) == 0 && std::chrono::steady_clock::now() < give_up)
+        BOOST_REQUIRE(live.got_nothing_for(100ms));
+    BOOST_TEST(s.events.wait_closed(dead_id, 1s));
     BOOST_TEST(s.events.close_count(live_id) == 0);
     live.send_text("alive");
     BOOST_TEST(live.read().value_or("<none>") == "alive");
@@ -639,7 +646,7 @@ BOOST_AUTO_TEST_CASE(stop_closes_everyone_with_1001_and_calls_done) {
     BOOST_TEST(a.wait_close().value_or(0) == 1001);
     BOOST_TEST(b.wait_close().value_or(0) == 1001);
     BOOST_TEST((done.wait_for(5s) == std::future_status::ready));
-    BOOST_TEST(idle_http.closed_by_server_within(2s));
+    BOOST_TEST(idle_http.closed_by_server_within(5s));
     BOOST_TEST(s.events.close_count(s.events.opened(1)) == 1);
     BOOST_TEST(s.events.close_count(s.events.opened(2)) == 1);
     // nothing listens any more
@@ -879,10 +886,11 @@ BOOST_AUTO_TEST_CASE(a_close_the_peer_never_answers_ends_in_bounded_time) {
     auto const close = c.read_frame();
     BOOST_REQUIRE(close);
     BOOST_TEST(close_code_of(*close) == 1000);
-    BOOST_TEST(c.closed_within(5s));  // never answered
+    // Never answered: dropped within 5 s (the bound is the feature, wide),
+    // and not before the close deadline (timers never fire early).
+    BOOST_TEST(c.closed_within(5s));
     BOOST_TEST(s.events.wait_closed(id));
     BOOST_TEST(elapsed_since(t0).count() >= 250);
-    BOOST_TEST(elapsed_since(t0).count() < 3000);
 }
 
 BOOST_AUTO_TEST_CASE(text_is_not_checked_for_utf8_but_left_to_the_codec) {

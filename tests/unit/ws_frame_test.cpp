@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -134,6 +135,54 @@ BOOST_AUTO_TEST_CASE(every_length_form) {
                           std::size_t(65535), std::size_t(65536), std::size_t(200000)}) {
         auto const p = pattern(n);
         BOOST_TEST(one(client_frame(ws_opcode::binary, p)) == message(p, false), "length " << n);
+    }
+}
+
+// The edges of the three length forms (7-bit up to 125, 16-bit 126..65,535,
+// 64-bit from 65,536), every form at every edge, for the header the server
+// writes and the header a client sends: a length in a longer form than it
+// needs is a protocol error, in its own form it is read whole. Catches
+// `<= 0xFFFF` turned into `< 0xFFFF` on either side.
+BOOST_AUTO_TEST_CASE(every_length_form_at_its_edges) {
+    using flk::detail::parse_ws_header;
+    using flk::detail::ws_frame_header;
+    using status = flk::detail::ws_header_result::status;
+    struct edge {
+        std::size_t n;
+        int shortest;  // length bytes of the shortest form: 0, 2 or 8
+    };
+    for (auto const [n, shortest] : {edge{125, 0}, edge{126, 2}, edge{65535, 2}, edge{65536, 8}}) {
+        // Server side: the header size and the length bytes.
+        unsigned char buf[flk::detail::ws_max_header_bytes] = {};
+        std::size_t const size = flk::detail::write_ws_header(buf, ws_opcode::binary, n);
+        BOOST_TEST(size == std::size_t(2 + shortest), "server header for " << n);
+        BOOST_TEST(flk::detail::ws_header_size(n) == size, "ws_header_size(" << n << ")");
+        std::uint64_t written = shortest == 0 ? buf[1] : 0;
+        BOOST_TEST(int(buf[1]) == (shortest == 0 ? int(n) : shortest == 2 ? 126 : 127), "length byte for " << n);
+        for (int i = 0; i < shortest; ++i) written = (written << 8) | buf[2 + i];
+        BOOST_TEST(written == n, "server length for " << n);
+
+        // Client side: each form, only the shortest accepted.
+        auto const p = pattern(n);
+        for (int form : {0, 2, 8}) {
+            if (form == 0 && n > 125) continue;  // does not fit 7 bits
+            if (form == 2 && n > 0xFFFF) continue;  // does not fit 16 bits
+            auto const bytes = client_frame(ws_opcode::binary, p, true, "\x12\x34\x56\x78", form);
+            ws_frame_header h;
+            auto const r = parse_ws_header(std::span<char const>(bytes), h);
+            if (form == shortest) {
+                BOOST_TEST((r.what == status::complete), n << " in " << form << " length bytes");
+                BOOST_TEST(h.payload_size == n);
+                BOOST_TEST(h.size == std::size_t(2 + form + 4));
+                BOOST_TEST(one(bytes) == message(p, false), n << " in " << form << " length bytes");
+            } else {
+                BOOST_TEST((r.what == status::bad), n << " in " << form << " length bytes");
+                BOOST_TEST(r.error == "length not in shortest form", n << " in " << form << " length bytes");
+                auto const s = one(bytes);
+                BOOST_TEST((s.what == result::error), n << " in " << form << " length bytes");
+                BOOST_TEST(s.code == 1002);
+            }
+        }
     }
 }
 
