@@ -10,12 +10,14 @@
 #include <flock/broker/concept.hpp>
 #include <flock/codec/concept.hpp>
 #include <flock/detail/rate_window.hpp>
+#include <flock/detail/refusal_log.hpp>
 #include <flock/detail/string_map.hpp>
 #include <flock/frame.hpp>
 #include <flock/options.hpp>
 #include <flock/protocol.hpp>
 #include <flock/transport/concept.hpp>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -23,6 +25,7 @@
 #include <chrono>
 #include <cmath>
 #include <concepts>
+#include <deque>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -55,7 +58,9 @@ public:
           transport_(ex, opts_, *this),
           broker_(ex, opts_, *this, std::forward<BrokerArgs>(broker_args)...),
           heartbeat_ack_{encode(server::heartbeat_ack{}, frame_kind::text),
-                         encode(server::heartbeat_ack{}, frame_kind::binary)} {}
+                         encode(server::heartbeat_ack{}, frame_kind::binary)},
+          join_timer_(ex),
+          refusal_log_(opts_.refusal_log_interval) {}
 
     basic_flock(basic_flock const&) = delete;
     basic_flock& operator=(basic_flock const&) = delete;
@@ -78,6 +83,8 @@ public:
             return;
         }
         stopping_ = true;
+        join_timer_.cancel();
+        join_deadlines_.clear();
         for (auto& [room_id, r] : rooms_) {
             while (!r.local.empty()) {
                 auto it = r.local.begin();
@@ -108,6 +115,8 @@ public:
     options const& config() const noexcept { return opts_; }
 
     std::size_t connection_count() const noexcept { return connections_.size(); }
+    /// Connections closed because they sent no join within options::join_timeout.
+    std::uint64_t join_timeouts() const noexcept { return join_timeouts_; }
     std::size_t room_count() const noexcept { return rooms_.size(); }
     /// Members of `room` joined on this instance.
     std::size_t local_member_count(std::string_view room) const {
@@ -150,10 +159,12 @@ private:
     struct connection {
         bool authorized = false;
         bool closing = false;
+        bool sent_join = false;               // a join got past its checks (see the join timeout)
         frame_kind out = CodecT::kind;        // the format it negotiated
         std::vector<membership> memberships;  // rooms joined or joining
         std::vector<pending_cursor> pending;  // cursor moves waiting for their join
         detail::rate_window rate;
+        std::string address;                  // the client's, without the port: refusals are logged per address
     };
 
     static options validated(options o) {
@@ -169,7 +180,8 @@ private:
         c.authorized = opts_.api_keys.empty();  // open mode: any key, or none, will do
         if (!c.authorized && info.api_key) {
             if (!opts_.api_key_accepted(*info.api_key)) {
-                log_.info("connection refused: invalid API key", {{"conn", id}, {"remote", info.remote}});
+                // The transport counts and logs the 401 it answers.
+                log_.debug("connection refused: invalid API key", {{"conn", id}, {"remote", info.remote}});
                 return {};
             }
             c.authorized = true;
@@ -181,7 +193,9 @@ private:
                 verdict.subprotocol = CodecT::subprotocol;
             }
         }
+        c.address = address_part(info.remote);
         connections_.emplace(id, std::move(c));
+        expect_join(id);
         log_.debug("connection opened", {{"conn", id}, {"remote", info.remote}, {"subprotocol", verdict.subprotocol}});
         return verdict;
     }
@@ -192,7 +206,7 @@ private:
         connection& c = it->second;
         auto now = transport_.now();
         if (!c.rate.allow(now, opts_.max_messages_per_second)) {
-            log_.info("rate limit exceeded", {{"conn", id}});
+            log_refusal(c, "rate limit exceeded", {{"conn", id}});
             refuse(id, c, error_code::rate_limited, "more than " + std::to_string(opts_.max_messages_per_second) +
                                                         " messages per second", {});
             return;
@@ -272,7 +286,7 @@ private:
         }
         if (!c.authorized) {
             if (!j.api_key || !opts_.api_key_accepted(*j.api_key)) {
-                log_.info("join refused: invalid API key", {{"conn", id}, {"room", j.room_id}});
+                log_refusal(c, "join refused: invalid API key", {{"conn", id}, {"room", j.room_id}});
                 refuse(id, c, error_code::invalid_api_key, "invalid API key", j.room_id);
                 return;
             }
@@ -294,6 +308,7 @@ private:
             return;
         }
 
+        c.sent_join = true;
         auto [r, created] = rooms_.try_emplace(j.room_id);
         if (created) {
             r->second.id = ++last_room_handle_;
@@ -353,7 +368,7 @@ private:
             if (c != connections_.end()) {
                 forget_membership(id, room_id);
                 if (res.outcome == join_result::status::room_full) {
-                    log_.info("join refused: room full", {{"conn", id}, {"room", room_id}});
+                    log_refusal(c->second, "join refused: room full", {{"conn", id}, {"room", room_id}});
                     refuse(id, c->second, error_code::room_full, "room is full", room_id);
                 } else {
                     log_.warn("join failed: presence store unavailable", {{"conn", id}, {"room", room_id}});
@@ -604,6 +619,58 @@ private:
         return h == 0 ? 1 : h;
     }
 
+    // ---- the join timeout --------------------------------------------------------
+    // Not the transport's: only the core knows what a join is. Deadlines are
+    // kept in opening order, so they expire from the front, and one timer
+    // serves them all.
+
+    void expect_join(connection_id id) {
+        if (opts_.join_timeout.count() <= 0) return;
+        join_deadlines_.push_back({std::chrono::steady_clock::now() + opts_.join_timeout, id});
+        if (join_deadlines_.size() == 1) arm_join_timer();
+    }
+
+    void arm_join_timer() {
+        join_timer_.expires_at(join_deadlines_.front().first);
+        join_timer_.async_wait([this](boost::system::error_code ec) {
+            if (ec) return;  // cancelled: stopping, or the core is gone
+            on_join_deadline();
+        });
+    }
+
+    void on_join_deadline() {
+        auto const now = std::chrono::steady_clock::now();
+        while (!join_deadlines_.empty() && join_deadlines_.front().first <= now) {
+            auto const id = join_deadlines_.front().second;
+            join_deadlines_.pop_front();
+            auto c = connections_.find(id);
+            if (c == connections_.end() || c->second.sent_join || c->second.closing) continue;
+            log_.debug("no join in time; closing", {{"conn", id}});
+            ++join_timeouts_;
+            close(id, close_code::join_timeout, "no join within the join timeout");
+        }
+        if (!join_deadlines_.empty()) arm_join_timer();
+    }
+
+    // ---- errors and refusals -----------------------------------------------------
+
+    // "1.2.3.4:5678" -> "1.2.3.4", "[::1]:80" -> "::1".
+    static std::string address_part(std::string_view remote) {
+        auto const colon = remote.rfind(':');
+        if (colon != std::string_view::npos && colon > 0 && remote.find(':') != colon) {  // IPv6
+            if (remote.front() == '[' && remote[colon - 1] == ']') return std::string(remote.substr(1, colon - 2));
+            return std::string(remote);
+        }
+        return std::string(remote.substr(0, colon));
+    }
+
+    // A refused client is logged at most once per address per interval.
+    void log_refusal(connection const& c, std::string_view what,
+                     std::initializer_list<log_field> fields) {
+        if (log_.enabled(log_level::info) && refusal_log_.should_log(c.address, std::chrono::steady_clock::now()))
+            log_.info(what, fields);
+    }
+
     void send_error(connection_id id, error_code code, std::string message, std::optional<std::string> room_id) {
         auto c = connections_.find(id);
         auto kind = c == connections_.end() ? CodecT::kind : c->second.out;
@@ -662,6 +729,10 @@ private:
     bool stopping_ = false;
     bool stopped_ = false;
     std::vector<std::function<void()>> stop_waiters_;
+    boost::asio::steady_timer join_timer_;
+    std::deque<std::pair<std::chrono::steady_clock::time_point, connection_id>> join_deadlines_;
+    std::uint64_t join_timeouts_ = 0;
+    detail::refusal_log refusal_log_;
 };
 
 }  // namespace flk

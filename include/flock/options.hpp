@@ -2,14 +2,17 @@
 // `options::from_env()` reading the same FLOCK_* variables.
 #pragma once
 
+#include <flock/connection_gate.hpp>
 #include <flock/log.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -48,6 +51,23 @@ struct options {
     std::size_t max_send_queue_bytes = 1024 * 1024;      ///< FLOCK_MAX_SEND_QUEUE_BYTES
     std::chrono::milliseconds handshake_timeout{10000};  ///< FLOCK_HANDSHAKE_TIMEOUT_MS
     std::chrono::milliseconds idle_timeout{30000};       ///< FLOCK_IDLE_TIMEOUT_MS (ping at half)
+    /// FLOCK_JOIN_TIMEOUT_MS: a WebSocket that has not sent a join this long
+    /// after its upgrade is closed with 4002, so idle sockets cannot pin
+    /// descriptors; 0 = never.
+    std::chrono::milliseconds join_timeout{30000};
+    /// FLOCK_ALLOWED_ORIGINS: the `Origin` values a WebSocket upgrade may
+    /// carry (others get 403); empty = any. A request without `Origin` (not
+    /// from a browser) is let through: the check stops other sites' pages.
+    std::vector<std::string> allowed_origins;
+    std::uint32_t max_connections = 0;         ///< FLOCK_MAX_CONNECTIONS: WebSockets at once, 0 = no limit (503 past it)
+    std::uint32_t max_connections_per_ip = 0;  ///< FLOCK_MAX_CONNECTIONS_PER_IP: likewise per client address
+    /// Counts connections against the two limits above. Transports sharing
+    /// one gate share the limits (flk::sharded_server gives its shards one);
+    /// when null, each transport makes its own.
+    std::shared_ptr<connection_gate> gate;
+    /// Refusals (403, 503, 431, bad upgrades, bad keys) are logged at most
+    /// once per client address per this interval; they are always counted.
+    std::chrono::milliseconds refusal_log_interval{10000};
     /// FLOCK_THREADS: event loops (shards) of a flk::sharded_server; 0 = one
     /// per core. A basic_flock alone always runs on the one executor it is given.
     std::uint32_t threads = 0;
@@ -66,10 +86,20 @@ struct options {
         return l;
     }
 
+    /// Compares with every key in constant time: how long it takes tells
+    /// nothing about how much of a key was guessed right.
     bool api_key_accepted(std::string_view key) const {
-        for (auto const& k : api_keys)
-            if (k == key) return true;
-        return false;
+        bool accepted = false;
+        for (auto const& k : api_keys) accepted |= constant_time_equal(key, k);
+        return accepted;
+    }
+
+    /// True when `origin` is allowed to open a WebSocket (ASCII case ignored).
+    bool origin_allowed(std::string_view origin) const {
+        if (allowed_origins.empty()) return true;
+        return std::ranges::any_of(allowed_origins, [&](std::string const& o) {
+            return std::ranges::equal(o, origin, [](char a, char b) { return ascii_lower(a) == ascii_lower(b); });
+        });
     }
 
     /// Throws config_error when a value cannot work (a zero TTL, ...).
@@ -87,6 +117,8 @@ struct options {
         if (idle_timeout.count() <= 0) fail("FLOCK_IDLE_TIMEOUT_MS", "must be at least 1");
         for (auto const& k : api_keys)
             if (k.empty()) fail("FLOCK_API_KEYS", "holds an empty key");
+        for (auto const& o : allowed_origins)
+            if (o.empty()) fail("FLOCK_ALLOWED_ORIGINS", "holds an empty origin");
     }
 
     using env_getter = std::function<char const*(char const*)>;
@@ -109,7 +141,14 @@ struct options {
             else if (*v == "1" || *v == "true") o.redis_tls_verify = true;
             else fail("FLOCK_REDIS_TLS_VERIFY", "must be 1 or 0", *v);
         }
-        if (auto v = var("FLOCK_API_KEYS")) o.api_keys = split_keys(*v);
+        if (auto v = var("FLOCK_API_KEYS")) o.api_keys = split_list("FLOCK_API_KEYS", *v);
+        if (auto v = var("FLOCK_ALLOWED_ORIGINS")) o.allowed_origins = split_list("FLOCK_ALLOWED_ORIGINS", *v);
+        if (auto v = var("FLOCK_MAX_CONNECTIONS"))
+            o.max_connections = number<std::uint32_t>("FLOCK_MAX_CONNECTIONS", *v, 0);
+        if (auto v = var("FLOCK_MAX_CONNECTIONS_PER_IP"))
+            o.max_connections_per_ip = number<std::uint32_t>("FLOCK_MAX_CONNECTIONS_PER_IP", *v, 0);
+        if (auto v = var("FLOCK_JOIN_TIMEOUT_MS"))
+            o.join_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_JOIN_TIMEOUT_MS", *v, 0));
         if (auto v = var("FLOCK_PRESENCE_TTL_SECONDS"))
             o.presence_ttl = std::chrono::seconds(number<std::uint32_t>("FLOCK_PRESENCE_TTL_SECONDS", *v, 1));
         if (auto v = var("FLOCK_HEARTBEAT_INTERVAL_MS"))
@@ -164,7 +203,20 @@ private:
         return static_cast<N>(v);
     }
 
-    static std::vector<std::string> split_keys(std::string_view s) {
+    static char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+    // Touches every byte of `secret` whatever `guess` holds; only the length
+    // of the secret shows in the time taken.
+    static bool constant_time_equal(std::string_view guess, std::string_view secret) noexcept {
+        unsigned diff = guess.size() != secret.size() ? 1u : 0u;
+        for (std::size_t i = 0; i < secret.size(); ++i) {
+            unsigned char const g = guess.empty() ? 0 : static_cast<unsigned char>(guess[i % guess.size()]);
+            diff |= g ^ static_cast<unsigned char>(secret[i]);
+        }
+        return diff == 0;
+    }
+
+    static std::vector<std::string> split_list(std::string_view var, std::string_view s) {
         std::vector<std::string> keys;
         while (!s.empty()) {
             auto comma = s.find(',');
@@ -175,7 +227,7 @@ private:
             if (comma == std::string_view::npos) break;
             s.remove_prefix(comma + 1);
         }
-        if (keys.empty()) fail("FLOCK_API_KEYS", "holds no key", s);
+        if (keys.empty()) fail(var, "holds no value", s);
         return keys;
     }
 };

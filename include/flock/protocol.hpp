@@ -85,6 +85,7 @@ inline constexpr std::uint16_t internal_error = 1011;
 inline constexpr std::uint16_t try_again_later = 1013;  ///< send queue overflow (slow consumer)
 inline constexpr std::uint16_t replaced = 4000;          ///< same user joined on a newer socket
 inline constexpr std::uint16_t presence_expired = 4001;  ///< no sign of life for the presence TTL
+inline constexpr std::uint16_t join_timeout = 4002;      ///< no join within FLOCK_JOIN_TIMEOUT_MS of the upgrade
 }  // namespace close_code
 
 /// Messages a client sends. Every one names its room.

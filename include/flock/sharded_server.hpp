@@ -55,6 +55,8 @@ public:
         std::size_t n = opts_.threads;
         if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
         opts_.reuse_port = n > 1;
+        // The connection limits hold for the process: one gate for every shard.
+        if (!opts_.gate) opts_.gate = std::make_shared<connection_gate>(opts_.max_connections, opts_.max_connections_per_ip);
         shards_.reserve(n);
         for (std::size_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<shard>());
         hub_ = std::make_unique<memory_hub>(n);

@@ -2,6 +2,7 @@
 // browser client goes through, driven by a Beast client.
 #include <flock/flock.hpp>
 
+#include "integration/raw_ws.hpp"
 #include "integration/ws_client.hpp"
 #include "messages.hpp"
 
@@ -10,6 +11,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <future>
 #include <memory>
 #include <thread>
@@ -18,6 +20,7 @@ namespace server_test {
 
 namespace json = boost::json;
 namespace msg = flk::test::msg;
+namespace rw = flk::test::raw;
 using flk::test::ws_client;
 using namespace std::chrono_literals;
 
@@ -73,7 +76,111 @@ struct fixture {
 };
 
 
+// A raw client (the test writes every byte) joined to `room` as `user`.
+std::unique_ptr<rw::client> raw_joined(std::uint16_t port, std::string_view room, std::string_view user) {
+    auto c = std::make_unique<rw::client>(port);
+    c->upgrade();
+    c->send(rw::frame(rw::op::text, msg::join(room, user)));
+    auto ack = c->read_frame();
+    BOOST_TEST_REQUIRE(ack.has_value());
+    BOOST_TEST_REQUIRE(json::parse(ack->payload).at("type").as_string() == "join:ack");
+    return c;
+}
+
+// The frames of `n` cursor moves with x = first, first + step, ...
+std::string moves(std::string_view room, int n, double first, double step) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += rw::frame(rw::op::text, msg::move(room, first + i * step, 0));
+    return out;
+}
+
+double x_of(json::object const& m) { return m.at("position").at("x").to_number<double>(); }
+
+
 BOOST_AUTO_TEST_SUITE(server)
+
+BOOST_FIXTURE_TEST_CASE(a_burst_in_one_write_reaches_every_prompt_reader_whole_and_in_order, fixture) {
+    auto alice = raw_joined(srv->port, "r", "alice");
+    auto bob = joined("r", "bob");
+    auto carol = joined("r", "carol");
+    BOOST_TEST(bob->read_until_type("user:joined").at("userId").as_string() == "carol");
+    alice->send(moves("r", 20, 0.01, 0.01));  // 20 frames, one write: one read, one loop turn
+    for (auto* reader : {bob.get(), carol.get()}) {
+        for (int i = 1; i <= 20; ++i) {
+            auto m = reader->read_json();
+            BOOST_TEST_REQUIRE(m.at("type").as_string() == "cursor:updated");
+            BOOST_TEST(std::abs(x_of(m) - i * 0.01) < 1e-9, "move " << i << " arrived as x=" << x_of(m));
+        }
+        // Nothing else was queued before the heartbeat's answer.
+        reader->send_text(msg::in_room("heartbeat", "r"));
+        BOOST_TEST(reader->read_json().at("type").as_string() == "heartbeat:ack");
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(the_three_moves_before_a_join_reach_a_prompt_reader_in_order, fixture) {
+    auto bob = joined("r", "bob");
+    rw::client alice(srv->port);
+    alice.upgrade();
+    // Five moves and the join, in one write: the join lands in the same turn
+    // as the replay of the last three.
+    alice.send(moves("r", 5, 0.1, 0.1) + rw::frame(rw::op::text, msg::join("r", "alice")));
+    BOOST_TEST(bob->read_json().at("type").as_string() == "user:joined");
+    for (double x : {0.3, 0.4, 0.5}) {
+        auto m = bob->read_json();
+        BOOST_TEST_REQUIRE(m.at("type").as_string() == "cursor:updated");
+        BOOST_TEST(std::abs(x_of(m) - x) < 1e-9);
+    }
+    bob->send_text(msg::in_room("heartbeat", "r"));
+    BOOST_TEST(bob->read_json().at("type").as_string() == "heartbeat:ack");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_reader_that_stops_reading_gets_the_newest_cursor_and_stays_bounded, fixture) {
+    opts.max_messages_per_second = 1'000'000;
+    restart();
+    // Long ids make every frame about 300 bytes, so the kernel's buffers
+    // (a few MB on loopback) fill sooner.
+    std::string const room(100, 'r');
+    auto alice = raw_joined(srv->port, room, std::string(100, 'a'));
+    auto slow = raw_joined(srv->port, room, "slow");
+    // Its next text frame; it was silent long enough to be pinged, perhaps.
+    auto next_text = [&] {
+        for (;;) {
+            auto f = slow->read_frame(10s);
+            BOOST_TEST_REQUIRE(f.has_value());
+            if (f->opcode == rw::op::ping) continue;
+            BOOST_TEST_REQUIRE(f->opcode == rw::op::text, "got " << *f);
+            return json::parse(f->payload).as_object();
+        }
+    };
+    BOOST_TEST_REQUIRE(json::parse(alice->read_frame()->payload).at("type").as_string() == "user:joined");
+    // About 12 MB of moves, 12 times what the reader's queue may hold
+    // (FLOCK_MAX_SEND_QUEUE_BYTES), while it reads nothing.
+    int const n = 40'000;
+    for (int sent = 0; sent < n; sent += 1000) alice->send(moves(room, 1000, (sent + 1) * 1e-5, 1e-5));
+    alice->send(rw::frame(rw::op::text, msg::in_room("presence:update", room, R"(,"metadata":{"status":"away"})")));
+    alice->send(rw::frame(rw::op::text, msg::move(room, 0.9, 0.9)));
+    // The reader comes back: it is still connected, gets fewer moves than
+    // were sent, in order, the presence event, and the newest position last.
+    int cursors = 0, presences = 0;
+    double last_x = 0;
+    for (;;) {
+        auto m = next_text();
+        if (m.at("type").as_string() == "presence:updated") {
+            ++presences;
+            continue;
+        }
+        BOOST_TEST_REQUIRE(m.at("type").as_string() == "cursor:updated");
+        ++cursors;
+        BOOST_TEST_REQUIRE(x_of(m) > last_x, "out of order: " << x_of(m) << " after " << last_x);
+        last_x = x_of(m);
+        if (last_x == 0.9) break;
+    }
+    BOOST_TEST(presences == 1);
+    BOOST_TEST(cursors < n);  // conflated while it did not read
+    BOOST_TEST(cursors > 1);
+    alice->send(rw::frame(rw::op::text, msg::move(room, 0.95, 0.95)));
+    BOOST_TEST(x_of(next_text()) == 0.95);  // reading again: every move
+}
 
 BOOST_FIXTURE_TEST_CASE(health_and_unknown_paths, fixture) {
     auto ok = flk::test::http_get(srv->port, "/health");

@@ -598,11 +598,13 @@ BOOST_AUTO_TEST_CASE(idle_keep_alive_http_connection_is_closed) {
     BOOST_TEST(c.closed_by_server_within(5s));
 }
 
-BOOST_AUTO_TEST_CASE(oversized_request_header_is_dropped) {
+BOOST_AUTO_TEST_CASE(oversized_request_header_is_answered_431) {
     server s;
     flk::test::raw_connection r(s.port);
     r.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(10000, 'a') + "\r\n\r\n");
-    BOOST_TEST(r.read_until_closed(5s).has_value());
+    auto const answer = r.read_until_closed(5s);
+    BOOST_REQUIRE(answer.has_value());
+    BOOST_TEST(answer->starts_with("HTTP/1.1 431 "));
     BOOST_TEST(s.events.open_count() == 0u);
 }
 
@@ -893,15 +895,22 @@ BOOST_AUTO_TEST_CASE(a_close_the_peer_never_answers_ends_in_bounded_time) {
     BOOST_TEST(elapsed_since(t0).count() >= 250);
 }
 
-BOOST_AUTO_TEST_CASE(text_is_not_checked_for_utf8_but_left_to_the_codec) {
+BOOST_AUTO_TEST_CASE(text_that_is_not_utf8_fails_the_connection_with_1007) {
     server s;
     raw_ws c(s.port);
     std::string const invalid("\xC3\x28 not UTF-8", 12);
-    c.send(client_frame(0x1, invalid));
+    c.send(client_frame(0x1, "valid first") + client_frame(0x1, invalid));
     auto const f = s.events.wait_frame(1);
     BOOST_REQUIRE(f);
-    BOOST_TEST(f->payload == invalid);
-    BOOST_TEST((f->kind == frame_kind::text));
+    BOOST_TEST(f->payload == "valid first");  // the frame before the bad one still counts...
+    auto const echo = c.read_frame();
+    BOOST_REQUIRE(echo);
+    BOOST_TEST(echo->payload == "valid first");  // ...and its answer goes out ahead of the close
+    auto const close = c.read_frame();
+    BOOST_REQUIRE(close);
+    BOOST_TEST(close_code_of(*close) == 1007);
+    BOOST_TEST(s.events.wait_closed(s.events.opened(1)));
+    BOOST_TEST(s.events.frame_count() == 1u);  // the invalid text never reached the core
 }
 
 BOOST_AUTO_TEST_CASE(a_burst_of_many_reads_is_read_whole_and_in_order) {

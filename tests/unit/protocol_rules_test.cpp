@@ -367,6 +367,64 @@ BOOST_FIXTURE_TEST_CASE(cursor_moves_before_the_join_are_replayed, fixture) {
     BOOST_TEST(got[3].at("position").at("x").to_number<double>() == 0.5);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_burst_of_moves_reaches_a_reader_that_keeps_up_whole_and_in_order, fixture) {
+    auto& alice = joined("r1", "alice");
+    auto& bob = joined("r1", "bob");
+    alice.take();
+    // 20 moves back to back, all queued for bob before he reads once.
+    for (int i = 1; i <= 20; ++i) alice.send(msg::move("r1", i / 100.0, 0));
+    auto got = bob.take_json();
+    BOOST_TEST_REQUIRE(got.size() == 20u);
+    for (int i = 1; i <= 20; ++i) {
+        BOOST_TEST(got[i - 1].at("type").as_string() == "cursor:updated");
+        BOOST_TEST(got[i - 1].at("position").at("x").to_number<double>() == i / 100.0);
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_reader_that_stops_reading_gets_the_newest_cursor_per_user, fixture) {
+    auto& alice = joined("r1", "alice");
+    auto& carol = joined("r1", "carol");
+    auto& bob = joined("r1", "bob");
+    alice.take();
+    carol.take();
+    bob.stop_reading();
+    for (int i = 1; i <= 500; ++i) {
+        alice.send(msg::move("r1", i / 1000.0, 0));
+        carol.send(msg::move("r1", 0, i / 1000.0));
+        transport().advance(std::chrono::milliseconds(20));  // within the rate limit
+    }
+    carol.send(msg::in_room("presence:update", "r1", R"(,"metadata":{"status":"away"})"));
+    BOOST_TEST(bob.queued() == 3u);  // one cursor per user, and the presence event
+    bob.resume_reading();
+    auto got = bob.take_json();
+    BOOST_TEST(types_of(got) == (types{"cursor:updated", "cursor:updated", "presence:updated"}));
+    BOOST_TEST(got[0].at("position").at("x").to_number<double>() == 0.5);
+    BOOST_TEST(got[1].at("position").at("y").to_number<double>() == 0.5);
+    BOOST_TEST(bob.is_open());
+    // Reading again, bob gets every move from now on.
+    for (int i = 1; i <= 5; ++i) alice.send(msg::move("r1", i / 10.0, 0));
+    BOOST_TEST(bob.take().size() == 5u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_reader_that_stops_reading_is_closed_past_the_queue_bound, fixture) {
+    opts.max_send_queue_bytes = opts.max_frame_bytes;
+    restart();
+    auto& alice = joined("r1", "alice");
+    auto& bob = joined("r1", "bob");
+    alice.take();
+    bob.stop_reading();
+    // Presence events are never dropped: they pile up until the bound.
+    for (int i = 0; bob.is_open() && i < 10'000; ++i) {
+        alice.send(msg::in_room("presence:update", "r1", R"(,"metadata":{"n":)" + std::to_string(i) + "}"));
+        transport().advance(std::chrono::milliseconds(20));
+    }
+    BOOST_TEST(!bob.is_open());
+    BOOST_TEST((bob.close_code() == flk::close_code::try_again_later));
+    BOOST_TEST(srv->local_member_count("r1") == 1u);
+    auto left = alice.take_json();
+    BOOST_TEST(std::ranges::count_if(left, [](auto const& m) { return m.at("type").as_string() == "user:left"; }) == 1);
+}
+
 BOOST_FIXTURE_TEST_CASE(held_cursor_moves_expire_after_500ms, fixture) {
     broker().defer_joins = true;
     auto& bob = connect();
@@ -1122,7 +1180,7 @@ BOOST_FIXTURE_TEST_CASE(json_clients_in_the_same_room_get_the_same_json, fixture
 /// must be accepted); returned as JSON.
 std::vector<std::string> through_a_send_queue(native& n) {
     flk::detail::send_queue queue(1 << 20);
-    for (auto const& f : n.socket->frames()) queue.push(f);
+    for (auto const& f : n.socket->frames()) queue.push(f, flk::detail::send_queue::reader::congested);
     n.socket->take();
     std::vector<std::string> out;
     for (std::size_t i = 0; i < queue.size(); ++i) {

@@ -1,5 +1,5 @@
 // flk::detail ws_handshake.hpp and split_comma_list: checking an upgrade
-// request as Beast does, the subprotocols it offers, the 101 response.
+// request strictly, the subprotocols it offers, the 101 response.
 #include <flock/detail/ws_handshake.hpp>
 
 #include <boost/beast/http/empty_body.hpp>
@@ -39,15 +39,52 @@ BOOST_AUTO_TEST_SUITE(ws_handshake_suite)
 
 using namespace ws_handshake_test;
 
-BOOST_AUTO_TEST_CASE(upgrade_checks_match_beast) {
+BOOST_AUTO_TEST_CASE(upgrade_checks_follow_rfc_6455) {
     using flk::detail::check_ws_upgrade;
+    constexpr std::string_view key = "dGhlIHNhbXBsZSBub25jZQ==";
     BOOST_TEST((check_ws_upgrade(upgrade_request()) == ws_upgrade_check::ok));
-    BOOST_TEST((check_ws_upgrade(upgrade_request("")) == ws_upgrade_check::bad_request));
-    BOOST_TEST((check_ws_upgrade(upgrade_request(std::string(25, 'k'))) == ws_upgrade_check::bad_request));
-    BOOST_TEST((check_ws_upgrade(upgrade_request(std::string(24, 'k'))) == ws_upgrade_check::ok));
-    BOOST_TEST((check_ws_upgrade(upgrade_request("k", "")) == ws_upgrade_check::bad_request));
-    BOOST_TEST((check_ws_upgrade(upgrade_request("k", "8")) == ws_upgrade_check::unsupported_version));
-    BOOST_TEST((check_ws_upgrade(upgrade_request("k", "13, 8")) == ws_upgrade_check::unsupported_version));
+    BOOST_TEST((check_ws_upgrade(upgrade_request(key, "")) == ws_upgrade_check::bad_request));
+    BOOST_TEST((check_ws_upgrade(upgrade_request(key, "8")) == ws_upgrade_check::unsupported_version));
+    BOOST_TEST((check_ws_upgrade(upgrade_request(key, "13, 8")) == ws_upgrade_check::unsupported_version));
+    // Only a GET over HTTP/1.1 that asks to upgrade the connection.
+    auto http10 = upgrade_request();
+    http10.version(10);
+    BOOST_TEST((check_ws_upgrade(http10) == ws_upgrade_check::bad_request));
+    auto post = upgrade_request();
+    post.method(http::verb::post);
+    BOOST_TEST((check_ws_upgrade(post) == ws_upgrade_check::bad_request));
+    auto no_connection = upgrade_request();
+    no_connection.erase(http::field::connection);
+    BOOST_TEST((check_ws_upgrade(no_connection) == ws_upgrade_check::bad_request));
+    auto listed = upgrade_request();
+    listed.set(http::field::connection, "keep-alive, UPGRADE");
+    BOOST_TEST((check_ws_upgrade(listed) == ws_upgrade_check::ok));
+}
+
+BOOST_AUTO_TEST_CASE(a_key_is_the_base64_of_exactly_16_bytes) {
+    using flk::detail::check_ws_upgrade;
+    auto check = [](std::string_view key) { return check_ws_upgrade(upgrade_request(key)); };
+    BOOST_TEST((check("AAAAAAAAAAAAAAAAAAAAAA==") == ws_upgrade_check::ok));
+    BOOST_TEST((check("x3JJHMbDL1EzLkh9GBhXDw==") == ws_upgrade_check::ok));
+    BOOST_TEST((check("") == ws_upgrade_check::bad_request));
+    BOOST_TEST((check("abc") == ws_upgrade_check::bad_request));
+    BOOST_TEST((check(std::string(24, 'k')) == ws_upgrade_check::bad_request));        // no padding: 18 bytes
+    BOOST_TEST((check("AAAAAAAAAAAAAAAAAAAA") == ws_upgrade_check::bad_request));      // 15 bytes
+    BOOST_TEST((check("AAAAAAAAAAAAAAAAAAAAAAA=") == ws_upgrade_check::bad_request));  // 17 bytes
+    BOOST_TEST((check("AAAAAAAAAAAAAAAAAAAA!A==") == ws_upgrade_check::bad_request));  // not base64
+    BOOST_TEST((check("AAAAAAAAAAAAAAAAAAAAAA==A") == ws_upgrade_check::bad_request));
+}
+
+BOOST_AUTO_TEST_CASE(websocket_requests_are_told_by_their_upgrade_field) {
+    using flk::detail::asks_for_websocket;
+    BOOST_TEST(asks_for_websocket(upgrade_request()));
+    auto other = upgrade_request();
+    other.set(http::field::upgrade, "h2c");
+    BOOST_TEST(!asks_for_websocket(other));
+    other.set(http::field::upgrade, "h2c, WebSocket");
+    BOOST_TEST(asks_for_websocket(other));
+    other.erase(http::field::upgrade);
+    BOOST_TEST(!asks_for_websocket(other));
 }
 
 BOOST_AUTO_TEST_CASE(comma_lists_are_split_and_trimmed) {

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <flock/broker/concept.hpp>
+#include <flock/detail/contain.hpp>
 #include <flock/detail/presence_store.hpp>
 #include <flock/detail/string_map.hpp>
 
@@ -46,7 +47,7 @@ class memory_broker;
 /// executor, before any of them starts. It must outlive them.
 class memory_hub {
 public:
-    explicit memory_hub(std::size_t shards) : shards_(std::max<std::size_t>(shards, 1), nullptr) {}
+    explicit memory_hub(std::size_t shards) : shards_(std::max<std::size_t>(shards, 1)) {}
     memory_hub(memory_hub const&) = delete;
     memory_hub& operator=(memory_hub const&) = delete;
 
@@ -58,7 +59,15 @@ public:
 
 private:
     friend class memory_broker;
-    std::vector<memory_broker*> shards_;  // written before the shards' threads start
+    // A shard as the others reach it. Written before the shards' threads
+    // start; `life` expires when the shard's broker is destroyed, so a batch
+    // posted to it just before finds nothing to run on.
+    struct slot {
+        memory_broker* broker = nullptr;
+        std::weak_ptr<memory_broker*> life;
+        boost::asio::any_io_executor ex;
+    };
+    std::vector<slot> shards_;
 };
 
 class memory_broker {
@@ -66,22 +75,22 @@ public:
     /// A broker on its own: a hub of one.
     memory_broker(boost::asio::any_io_executor ex, options const& opts, broker_events& events)
         : own_hub_(std::make_unique<memory_hub>(1)), hub_(*own_hub_), shard_(0), ex_(ex), events_(events),
-          store_(opts.presence_ttl), timer_(ex), sweep_every_(sweep_period(opts)) {
-        hub_.shards_[0] = this;
+          log_(opts.make_logger()), store_(opts.presence_ttl), timer_(ex), sweep_every_(sweep_period(opts)) {
+        hub_.shards_[0] = {this, life_, ex_};
     }
 
     /// Shard `shard` of `hub`; runs on `ex`, which is this shard's event loop.
     memory_broker(boost::asio::any_io_executor ex, options const& opts, broker_events& events, memory_hub& hub,
                   std::size_t shard)
-        : hub_(hub), shard_(shard), ex_(ex), events_(events), store_(opts.presence_ttl), timer_(ex),
-          sweep_every_(sweep_period(opts)) {
-        if (shard >= hub.size() || hub.shards_[shard] != nullptr)
+        : hub_(hub), shard_(shard), ex_(ex), events_(events), log_(opts.make_logger()), store_(opts.presence_ttl),
+          timer_(ex), sweep_every_(sweep_period(opts)) {
+        if (shard >= hub.size() || hub.shards_[shard].broker != nullptr)
             throw std::invalid_argument("flock: memory_hub shard index taken or out of range");
-        hub_.shards_[shard] = this;
+        hub_.shards_[shard] = {this, life_, ex_};
         outbox_.resize(hub.size());
     }
 
-    ~memory_broker() { hub_.shards_[shard_] = nullptr; }
+    ~memory_broker() { hub_.shards_[shard_].broker = nullptr; }
 
     memory_broker(memory_broker const&) = delete;
     memory_broker& operator=(memory_broker const&) = delete;
@@ -99,12 +108,13 @@ public:
 
     void join(join_request req, join_handler handler) {
         auto owner = hub_.owner_of(req.room_id);
-        if (owner == shard_) return handler(store_.join(req, clock::now()));
+        if (owner == shard_) return handler(store_.join(req, clock::now()));  // the caller's own call
         auto id = ++last_join_;
         pending_joins_.emplace(id, std::move(handler));
         send(owner, [req = std::move(req), from = shard_, id](memory_broker& o) {
             o.send(from, [id, res = o.store_.join(req, clock::now())](memory_broker& b) mutable {
-                if (auto h = b.pending_joins_.extract(id)) h.mapped()(std::move(res));
+                if (auto h = b.pending_joins_.extract(id))
+                    detail::contain(b.log_, "join handler", [&] { h.mapped()(std::move(res)); });
             });
         });
     }
@@ -162,10 +172,10 @@ public:
     /// every shard following each room once. The timer calls it; tests may too.
     void expire_idle(std::chrono::steady_clock::time_point now) {
         for (auto const& gone : store_.expire(now)) {
-            events_.on_evicted(gone.first, gone.second);
+            evicted(gone.first, gone.second);
             for_each_follower(gone.first, shard_, [&](memory_broker& b) {
                 send(b.shard_, [gone](memory_broker& s) {
-                    if (s.running_) s.events_.on_evicted(gone.first, gone.second);
+                    if (s.running_) s.evicted(gone.first, gone.second);
                 });
             });
         }
@@ -198,12 +208,20 @@ private:
         send(owner, [r = std::string(room), apply](memory_broker& o) { apply(o, r); });
     }
 
+    // The core hears of a broadcast or an eviction; what it throws stays here.
+    void remote(std::string_view room, server_message const& msg) {
+        detail::contain(log_, "on_remote", [&] { events_.on_remote(room, msg); });
+    }
+    void evicted(std::string_view room, std::string_view user) {
+        detail::contain(log_, "on_evicted", [&] { events_.on_evicted(room, user); });
+    }
+
     // At the owner: every shard following the room but `from` hears the broadcast.
     void fan_out(std::string_view room, std::shared_ptr<server_message const> const& msg, std::size_t from) {
-        if (from != shard_ && running_) events_.on_remote(room, *msg);
+        if (from != shard_ && running_) remote(room, *msg);
         for_each_follower(room, from, [&](memory_broker& b) {
             send(b.shard_, [r = std::string(room), msg](memory_broker& s) {
-                if (s.running_) s.events_.on_remote(r, *msg);
+                if (s.running_) s.remote(r, *msg);
             });
         });
     }
@@ -213,7 +231,7 @@ private:
         auto it = subscribers_.find(room);
         if (it == subscribers_.end()) return;
         for (auto s : it->second)
-            if (s != shard_ && s != skip) f(*hub_.shards_[s]);
+            if (s != shard_ && s != skip) f(*hub_.shards_[s].broker);
     }
 
     // Queues `op` for shard `to`; the queues leave at the end of this loop turn.
@@ -222,33 +240,41 @@ private:
         outbox_[to].push_back(std::move(op));
         if (flush_pending_) return;
         flush_pending_ = true;
-        boost::asio::post(ex_, [this] { flush(); });
+        boost::asio::post(ex_, [life = std::weak_ptr(life_)] {
+            if (auto self = life.lock()) (*self)->flush();
+        });
     }
     void flush() {
         flush_pending_ = false;
         for (std::size_t to = 0; to < outbox_.size(); ++to) {
             if (outbox_[to].empty()) continue;
-            memory_broker* dest = hub_.shards_[to];
-            boost::asio::post(dest->ex_, [dest, ops = std::exchange(outbox_[to], {})]() {
-                for (auto const& op : ops) op(*dest);
+            auto const& dest = hub_.shards_[to];
+            boost::asio::post(dest.ex, [life = dest.life, ops = std::exchange(outbox_[to], {})]() {
+                auto self = life.lock();
+                if (!self) return;  // that shard is gone
+                for (auto const& op : ops) op(**self);
             });
         }
     }
 
     void arm() {
         timer_.expires_after(sweep_every_);
-        timer_.async_wait([this](boost::system::error_code ec) {
-            if (ec || !running_) return;
-            expire_idle(clock::now());
-            arm();
+        timer_.async_wait([life = std::weak_ptr(life_)](boost::system::error_code ec) {
+            auto self = life.lock();
+            if (ec || !self || !(*self)->running_) return;
+            (*self)->expire_idle(clock::now());
+            (*self)->arm();
         });
     }
 
+    // Posted work and timers hold this weakly, never a raw `this`.
+    std::shared_ptr<memory_broker*> life_ = std::make_shared<memory_broker*>(this);
     std::unique_ptr<memory_hub> own_hub_;  // only when alone
     memory_hub& hub_;
     std::size_t shard_;
     boost::asio::any_io_executor ex_;
     broker_events& events_;
+    logger log_;
     detail::presence_store store_;                              // rooms this shard owns
     detail::string_map<std::vector<std::size_t>> subscribers_;  // of rooms this shard owns
     std::vector<std::vector<operation>> outbox_;                // per destination shard

@@ -18,11 +18,17 @@ namespace flk::detail {
 ///   queueing one broadcast on many connections copies no bytes.
 /// - `bytes()` counts the payload of every frame held, including the one being
 ///   written; `push` refuses a frame that would take it past the bound.
-/// - Conflation: a `conflatable` frame with a nonzero key replaces the newest
-///   unsent frame of the same key, if that one is conflatable too and lies
-///   within the last `scan_limit` unsent frames. Any non-conflatable frame of
-///   the same key (a presence event, say) stops the scan, so the order of
-///   events about one key is never changed.
+/// - Conflation is for congested readers only (docs/protocol.md). The
+///   transport says, with each push, whether the reader keeps up:
+///   - `keeping_up`: the frame is appended, always. A reader that keeps up
+///     gets every frame, in order, exactly once, however many are queued in
+///     one turn of the event loop.
+///   - `congested` (bytes of an earlier write are still unsent): a
+///     `conflatable` frame with a nonzero key replaces the newest unsent
+///     frame of the same key, if that one is conflatable too and lies within
+///     the last `scan_limit` unsent frames. Any non-conflatable frame of the
+///     same key (a presence event, say) stops the scan, so the order of
+///     events about one key is never changed.
 /// - At most one frame is "in flight": the oldest, once start_write() marked
 ///   it as partly written. It stays alive and counted until `finish_write()`,
 ///   and is never replaced or dropped by `drop_unsent()`.
@@ -38,14 +44,17 @@ public:
         overflow,    ///< refused: the queue would exceed its byte bound; nothing changed
     };
 
+    /// Whether the reader drains what it is sent; see the class comment.
+    enum class reader : bool { keeping_up, congested };
+
     static constexpr std::size_t default_scan_limit = 64;
 
     explicit send_queue(std::size_t max_bytes, std::size_t scan_limit = default_scan_limit) noexcept
         : max_bytes_(max_bytes), scan_limit_(scan_limit) {}
 
-    /// Queues `f`, conflating it with an older frame when allowed.
-    push_result push(frame f) {
-        if (f.conflatable && f.key != 0) {
+    /// Queues `f`; for a congested reader, conflates it with an older frame when allowed.
+    push_result push(frame f, reader r) {
+        if (r == reader::congested && f.conflatable && f.key != 0) {
             std::size_t const first_unsent = head_ + (in_flight_ ? 1 : 0);
             std::size_t scanned = 0;
             for (std::size_t i = items_.size(); i > first_unsent && scanned < scan_limit_; --i, ++scanned) {

@@ -3,6 +3,8 @@
 // and control frames. The WebSocket transport does the I/O around it.
 #pragma once
 
+#include <flock/detail/utf8.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -31,6 +33,7 @@ inline constexpr std::size_t ws_max_control_payload = 125;
 /// Close codes the framing itself produces (RFC 6455, 7.4.1).
 inline constexpr std::uint16_t ws_close_protocol_error = 1002;
 inline constexpr std::uint16_t ws_close_no_status = 1005;  ///< never sent: "the close frame had no code"
+inline constexpr std::uint16_t ws_close_invalid_payload = 1007;  ///< text that is not UTF-8
 inline constexpr std::uint16_t ws_close_too_big = 1009;
 
 /// Size of the header of a server frame whose payload is `payload_bytes` long: 2, 4 or 10.
@@ -148,6 +151,11 @@ inline void ws_unmask(std::span<char> data, std::array<unsigned char, 4> const& 
 /// the end of a read, and the fragments of an unfinished message. They live
 /// in a block allocated while needed and freed once consumed, so an idle
 /// reader is one pointer. After `error` or `close` the reader is spent.
+///
+/// Text is checked as UTF-8 (RFC 6455, 8.1): a text message, and a close
+/// reason, that is not well-formed fails with 1007; a fragmented message
+/// fails at the fragment that breaks it, and at its end if that cuts a
+/// character.
 class ws_reader {
 public:
     enum class result : std::uint8_t { need_more, message, ping, pong, close, error };
@@ -188,10 +196,18 @@ public:
             consume(in, h.size + payload.size());
             std::string_view const bytes(payload.data(), payload.size());
             if (control) return control_item(h.opcode, bytes);
-            if (h.fin && !continuing) return {result::message, h.opcode == ws_opcode::text, bytes, 0};
+            if (h.fin && !continuing) {
+                bool const text = h.opcode == ws_opcode::text;
+                if (text && !is_valid_utf8(bytes)) return failure(ws_close_invalid_payload, "invalid UTF-8");
+                return {result::message, text, bytes, 0};
+            }
             if (!continuing) start_message(h.opcode == ws_opcode::text);
+            if (held_->message_text && !held_->utf8.feed(bytes))
+                return failure(ws_close_invalid_payload, "invalid UTF-8");
             held_->message += bytes;
             if (h.fin) {
+                if (held_->message_text && !held_->utf8.complete())
+                    return failure(ws_close_invalid_payload, "text message ends inside a UTF-8 character");
                 held_->message_done = true;
                 return {result::message, held_->message_text, held_->message, 0};
             }
@@ -211,6 +227,7 @@ private:
         bool in_message = false;    // a fragmented message is under way
         bool message_text = false;
         bool message_done = false;  // `message` was handed out whole by the last next()
+        utf8_validator utf8;        // the text message's bytes so far
     };
 
     static item failure(std::uint16_t code, std::string_view why) { return {result::error, false, why, code}; }
@@ -223,6 +240,7 @@ private:
         auto const code = static_cast<std::uint16_t>((static_cast<unsigned char>(payload[0]) << 8) |
                                                      static_cast<unsigned char>(payload[1]));
         if (!ws_close_code_is_valid(code)) return failure(ws_close_protocol_error, "invalid close code");
+        if (!is_valid_utf8(payload.substr(2))) return failure(ws_close_invalid_payload, "close reason is not UTF-8");
         return {result::close, false, payload.substr(2), code};
     }
 
@@ -261,6 +279,7 @@ private:
         auto& h = hold();
         h.in_message = true;
         h.message_text = text;
+        h.utf8.reset();
     }
 
     held& hold() {

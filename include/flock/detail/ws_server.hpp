@@ -10,8 +10,8 @@
 //   readable, the server reads it dry into one scratch buffer shared by all
 //   connections and parses every complete frame there; only the bytes of a
 //   frame cut by the end of a read are kept, until it completes.
-// - Writing: send() only queues (send_queue: shared frames, conflation, a
-//   byte bound) and marks the connection dirty. One flush, posted once per
+// - Writing: send() only queues (send_queue: shared frames, a byte bound,
+//   conflation once the connection is congested) and marks it dirty. One flush, posted once per
 //   turn of the event loop, writes each dirty connection's queue in one
 //   gather write (header, payload, header, payload, ...), so under load many
 //   frames leave in one syscall. A cut write waits for writability.
@@ -26,9 +26,11 @@
 #pragma once
 
 #include <flock/detail/http_util.hpp>
+#include <flock/detail/refusal_log.hpp>
 #include <flock/detail/send_queue.hpp>
 #include <flock/detail/ws_frame.hpp>
 #include <flock/detail/ws_handshake.hpp>
+#include <flock/connection_gate.hpp>
 #include <flock/frame.hpp>
 #include <flock/log.hpp>
 #include <flock/options.hpp>
@@ -44,7 +46,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/websocket/rfc6455.hpp>
 
 #include <algorithm>
 #include <array>
@@ -61,6 +62,20 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+namespace flk {
+
+/// What a transport refused, by answer, since it started.
+struct websocket_refusals {
+    std::uint64_t bad_upgrade = 0;        ///< 400 (malformed upgrade) and 426 (version)
+    std::uint64_t headers_too_large = 0;  ///< 431
+    std::uint64_t unauthorized = 0;       ///< 401: the core refused (a wrong ?apiKey=)
+    std::uint64_t origin = 0;             ///< 403: Origin not in FLOCK_ALLOWED_ORIGINS
+    std::uint64_t full = 0;               ///< 503: FLOCK_MAX_CONNECTIONS reached
+    std::uint64_t address_full = 0;       ///< 503: FLOCK_MAX_CONNECTIONS_PER_IP reached
+};
+
+}  // namespace flk
 
 namespace flk::detail {
 
@@ -99,6 +114,14 @@ inline std::string format_endpoint(ws_tcp::endpoint const& ep) {
     out += ':';
     out += std::to_string(ep.port());
     return out;
+}
+
+/// The client address alone, as the connection limits count it.
+inline std::string address_of(ws_tcp::endpoint const& ep) {
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+        addr = ws_net::ip::make_address_v4(ws_net::ip::v4_mapped, addr.to_v6());
+    return addr.to_string();
 }
 
 /// Where a WebSocket connection is in its life.
@@ -144,6 +167,12 @@ struct ws_connection {
     bool ping_sent = false;        ///< pinged since bytes last arrived
     bool peer_closed = false;      ///< the peer's close arrived: ours is the last thing to write
     bool discarding = false;       ///< the input broke the protocol: the rest is read and dropped
+    bool gated = false;            ///< counted by the connection gate: leaves it when it ends
+
+    /// Bytes of an earlier write are still unsent: the socket refused part of
+    /// a write and has not taken the rest. Only then may stale cursor frames
+    /// be replaced (docs/protocol.md, "Slow readers").
+    bool congested() const noexcept { return awaiting_write || cut != piece::none; }
 };
 
 /// One gather write being put together: its buffers, the frame headers they
@@ -224,6 +253,11 @@ public:
           ping_ticks_(ticks_in(opts.idle_timeout / 2)),
           idle_ticks_(ticks_in(opts.idle_timeout)),
           close_ticks_(ticks_in(opts.handshake_timeout)),
+          gate_(opts.gate ? opts.gate
+                          : opts.max_connections || opts.max_connections_per_ip
+                                ? std::make_shared<connection_gate>(opts.max_connections, opts.max_connections_per_ip)
+                                : nullptr),
+          refusal_log_(opts.refusal_log_interval),
           read_buffer_(std::make_unique<char[]>(ws_read_buffer_bytes)) {}
 
     void start();
@@ -235,6 +269,7 @@ public:
 
     std::uint16_t port() const noexcept { return port_; }
     std::size_t connection_count() const noexcept { return connections_.size(); }
+    websocket_refusals const& refusals() const noexcept { return refusals_; }
 
     // --- for the HTTP sessions ----------------------------------------------------
     options const& opts() const noexcept { return opts_; }
@@ -242,11 +277,15 @@ public:
     transport_events* events() const noexcept { return events_; }
     bool stopping() const noexcept { return stopping_; }
 
-    /// A valid WebSocket upgrade request arrived on `stream`: asks the core.
-    /// When it accepts, takes the socket (and `leftover`, bytes read past the
-    /// request) and answers 101; false when it refused (answer 401).
-    bool upgrade(ws_beast::tcp_stream& stream, ws_http::request<ws_http::string_body> const& req,
-                 ws_tcp::endpoint const& remote, ws_beast::flat_buffer& leftover);
+    /// A valid WebSocket upgrade request arrived on `stream`: checks its
+    /// Origin and the connection limits, then asks the core. When all agree,
+    /// takes the socket (and `leftover`, bytes read past the request) and
+    /// answers 101, returning 101; else the status to refuse with (403, 503,
+    /// 401), already counted and logged.
+    ws_http::status upgrade(ws_beast::tcp_stream& stream, ws_http::request<ws_http::string_body> const& req,
+                            ws_tcp::endpoint const& remote, ws_beast::flat_buffer& leftover);
+    /// Counts a refusal and logs it, at most once per address per interval.
+    void refused(std::uint64_t websocket_refusals::*counter, ws_tcp::endpoint const& remote, std::string_view why);
     /// Called once by an http_session that ended (closed or handed over).
     void http_ended(std::uint64_t key);
 
@@ -318,6 +357,9 @@ private:
     std::uint32_t idle_ticks_;   // silence after which it is dropped
     std::uint32_t close_ticks_;  // how long each step of a close may take
     std::uint32_t ticks_ = 0;    // the coarse clock every connection is timed by
+    std::shared_ptr<connection_gate> gate_;  // null: no connection limits
+    refusal_log refusal_log_;
+    websocket_refusals refusals_;
     std::unordered_map<connection_id, ws_connection> connections_;
     std::unordered_map<std::uint64_t, std::weak_ptr<http_session>> http_sessions_;
     std::vector<connection_id> dirty_;     // connections the next flush writes
@@ -456,24 +498,55 @@ inline void ws_server::on_accept(boost::system::error_code ec, ws_tcp::socket so
     do_accept();
 }
 
-inline bool ws_server::upgrade(ws_beast::tcp_stream& stream, ws_http::request<ws_http::string_body> const& req,
-                               ws_tcp::endpoint const& remote, ws_beast::flat_buffer& leftover) {
+inline ws_http::status ws_server::upgrade(ws_beast::tcp_stream& stream,
+                                          ws_http::request<ws_http::string_body> const& req,
+                                          ws_tcp::endpoint const& remote, ws_beast::flat_buffer& leftover) {
+    // A page of another site may open a WebSocket here with the user's
+    // cookies (cross-site WebSocket hijacking): only listed origins may.
+    if (auto const origin = req[ws_http::field::origin];
+        !origin.empty() && !opts_.origin_allowed(std::string_view(origin.data(), origin.size()))) {
+        refused(&websocket_refusals::origin, remote, "origin not allowed");
+        return ws_http::status::forbidden;
+    }
+    std::string const address = address_of(remote);
+    if (gate_) {
+        switch (gate_->enter(address)) {
+        case connection_gate::verdict::admitted: break;
+        case connection_gate::verdict::full:
+            refused(&websocket_refusals::full, remote, "FLOCK_MAX_CONNECTIONS reached");
+            return ws_http::status::service_unavailable;
+        case connection_gate::verdict::address_full:
+            refused(&websocket_refusals::address_full, remote, "FLOCK_MAX_CONNECTIONS_PER_IP reached");
+            return ws_http::status::service_unavailable;
+        }
+    }
     connection_id const id = next_id_++;
     auto const target = std::string_view(req.target().data(), req.target().size());
     connection_info const info{format_endpoint(remote), query_param(target, "apiKey"), offered_subprotocols(req)};
     // Registered before on_open, so that send() and close() made inside it count.
     auto& c = connections_.try_emplace(id, ex_, id, remote, opts_.max_send_queue_bytes).first->second;
+    c.gated = gate_ != nullptr;
     auto const verdict = ask_core(id, info);
     if (!verdict.accept) {
+        if (c.gated) gate_->leave(address);
         connections_.erase(id);
-        log_.debug("connection refused", {{"id", id}, {"remote", info.remote}});
-        return false;
+        refused(&websocket_refusals::unauthorized, remote, "refused by the core");
+        return ws_http::status::unauthorized;
     }
     stream.expires_never();
     auto const key = req[ws_http::field::sec_websocket_key];
     begin(c, stream.release_socket(), ws_accept_response(std::string_view(key.data(), key.size()), verdict.subprotocol),
           leftover);
-    return true;
+    return ws_http::status::switching_protocols;
+}
+
+inline void ws_server::refused(std::uint64_t websocket_refusals::*counter, ws_tcp::endpoint const& remote,
+                               std::string_view why) {
+    ++(refusals_.*counter);
+    if (log_.enabled(log_level::info) && refusal_log_.should_log(address_of(remote), clock::now()))
+        log_.info("connection refused", {{"remote", format_endpoint(remote)},
+                                         {"reason", why},
+                                         {"note", "further refusals of this address are not logged for a while"}});
 }
 
 inline open_verdict ws_server::ask_core(connection_id id, connection_info const& info) {
@@ -528,7 +601,8 @@ inline void ws_server::http_ended(std::uint64_t key) {
 inline void ws_server::send(connection_id id, frame const& f) {
     auto* c = find(id);
     if (!c || (c->state != ws_state::opening && c->state != ws_state::open)) return;
-    if (c->queue.push(f) == send_queue::push_result::overflow) {
+    if (c->queue.push(f, c->congested() ? send_queue::reader::congested : send_queue::reader::keeping_up) ==
+        send_queue::push_result::overflow) {
         log_.warn("send queue full; closing", {{"id", id},
                                                {"remote", format_endpoint(c->remote)},
                                                {"queued_bytes", c->queue.bytes()},
@@ -582,8 +656,13 @@ inline void ws_server::detach() {
     for (auto& [key, weak] : https)
         if (auto s = weak.lock()) s->abort();
     // The connections leave the map as their cancelled waits complete; any
-    // left then go with the server.
-    for (auto& [id, c] : connections_) c.socket.close(ignored);
+    // left then go with the server. A gate shared with other transports
+    // stops counting them now.
+    for (auto& [id, c] : connections_) {
+        c.socket.close(ignored);
+        if (c.gated && gate_) gate_->leave(address_of(c.remote));
+        c.gated = false;
+    }
 }
 
 // ============================================================================
@@ -681,14 +760,15 @@ inline bool ws_server::on_peer_close(ws_connection& c, std::uint16_t code) {
     return true;
 }
 
-// The input broke the protocol or the size limit: close with `code` at once,
-// dropping the queue, and read no further frames.
+// The input broke the protocol, UTF-8 or the size limit: fail the connection
+// with `code` and read no further frames. What the frames before the bad one
+// were answered with (in the same read, say) still goes out ahead of the
+// close frame: they were valid, and the queue is bounded.
 inline void ws_server::refuse_input(ws_connection& c, std::uint16_t code, std::string_view why) {
     log_.debug("closing on bad input",
                {{"id", c.id}, {"remote", format_endpoint(c.remote)}, {"code", code}, {"reason", why},
                 {"limit", opts_.max_frame_bytes}});
     c.discarding = true;
-    c.queue.drop_unsent();
     request_close(c, code, why);
 }
 
@@ -846,6 +926,7 @@ inline void ws_server::finish(ws_connection& c, boost::system::error_code ec) {
                                          {"code_received", ctl ? ctl->code_received : 0},
                                          {"error", ec ? ec.message() : std::string("none")}});
     }
+    if (c.gated && gate_) gate_->leave(address_of(c.remote));
     connections_.erase(id);  // closes the socket; its waits complete with nothing to find
     if (connections_.empty()) {
         tick_.cancel();
@@ -919,6 +1000,13 @@ inline void http_session::read_request() {
 
 inline void http_session::on_read(boost::system::error_code ec) {
     if (ended_) return;
+    if (ec == ws_http::error::header_limit) {
+        // RFC 6585: say why rather than reset the connection.
+        srv_->refused(&websocket_refusals::headers_too_large, remote_, "request header fields too large");
+        respond(ws_http::status::request_header_fields_too_large, "request header fields too large\n", "text/plain",
+                false);
+        return;
+    }
     if (ec) {
         if (ec == ws_beast::error::timeout)
             srv_->log().debug("http request timed out", {{"remote", format_endpoint(remote_)}});
@@ -928,7 +1016,7 @@ inline void http_session::on_read(boost::system::error_code ec) {
         return;
     }
     auto const& req = parser_->get();
-    if (boost::beast::websocket::is_upgrade(req)) {
+    if (asks_for_websocket(req)) {
         upgrade();
         return;
     }
@@ -958,28 +1046,35 @@ inline void http_session::upgrade() {
     switch (check_ws_upgrade(req)) {
     case ws_upgrade_check::ok: break;
     case ws_upgrade_check::bad_request:
+        srv_->refused(&websocket_refusals::bad_upgrade, remote_, "bad websocket upgrade");
         respond(ws_http::status::bad_request, "bad websocket upgrade\n", "text/plain", false);
         return;
     case ws_upgrade_check::unsupported_version:
+        srv_->refused(&websocket_refusals::bad_upgrade, remote_, "unsupported websocket version");
         prepare(ws_http::status::upgrade_required, "websocket version 13 only\n", "text/plain", false);
         res_.set(ws_http::field::sec_websocket_version, "13");
         write_response(false);
         return;
     }
-    if (!srv_->upgrade(stream_, req, remote_, buffer_)) {
-        respond(ws_http::status::unauthorized, "unauthorized\n", "text/plain", false);
+    switch (auto const status = srv_->upgrade(stream_, req, remote_, buffer_)) {
+    case ws_http::status::switching_protocols:
+        parser_.reset();
+        ended_ = true;
+        srv_->http_ended(key_);
         return;
+    case ws_http::status::forbidden: respond(status, "origin not allowed\n", "text/plain", false); return;
+    case ws_http::status::service_unavailable:
+        respond(status, "too many connections\n", "text/plain", false);
+        return;
+    default: respond(ws_http::status::unauthorized, "unauthorized\n", "text/plain", false); return;
     }
-    parser_.reset();
-    ended_ = true;
-    srv_->http_ended(key_);
 }
 
 inline void http_session::prepare(ws_http::status status, std::string body, std::string_view content_type,
                                   bool keep_alive) {
     auto const& req = parser_->get();
     res_ = {};
-    res_.version(req.version());
+    res_.version(req.version() == 10 ? 10 : 11);  // 11 also for a request cut short
     res_.result(status);
     res_.set(ws_http::field::server, "flock");
     res_.set(ws_http::field::content_type, content_type);

@@ -4,9 +4,14 @@
 //
 // Like a real transport it never calls back into the core from inside
 // send() or close(): a close the core asks for is reported (on_close) once
-// the call that caused it returns.
+// the call that caused it returns. And it queues as the WebSocket transport
+// does, through the same detail::send_queue: frames wait in the client's
+// queue until the test reads them, a reader that keeps up gets every frame,
+// and one that stopped reading (stop_reading()) is congested, so its stale
+// cursor frames are conflated and its queue is bounded (1013 past it).
 #pragma once
 
+#include <flock/detail/send_queue.hpp>
 #include <flock/transport/concept.hpp>
 
 #include <boost/json/parse.hpp>
@@ -43,20 +48,31 @@ public:
             owner_->drain();
         }
 
+        /// The client stops reading its socket: what the server sends stays
+        /// in its send queue, and the connection counts as congested.
+        void stop_reading() noexcept { reading_ = false; }
+        /// It reads again: the next frames()/take() gets what was queued.
+        void resume_reading() noexcept { reading_ = true; }
+        /// Frames waiting in the server's send queue for this client.
+        std::size_t queued() const noexcept { return queue_.size(); }
+
         /// Every frame received so far, not yet taken. The frames are the
         /// server's own objects, so a test can see that a broadcast was shared.
-        std::vector<frame> const& frames() const noexcept { return inbox_; }
+        std::vector<frame> const& frames() {
+            read();
+            return inbox_;
+        }
         /// Takes the received frames as text.
         std::vector<std::string> take() {
             std::vector<std::string> out;
-            for (auto const& f : inbox_) out.emplace_back(f.view());
+            for (auto const& f : frames()) out.emplace_back(f.view());
             inbox_.clear();
             return out;
         }
         /// Takes the received frames parsed as JSON objects (json_codec).
         std::vector<boost::json::object> take_json() {
             std::vector<boost::json::object> out;
-            for (auto const& f : inbox_) out.push_back(boost::json::parse(f.view()).as_object());
+            for (auto const& f : frames()) out.push_back(boost::json::parse(f.view()).as_object());
             inbox_.clear();
             return out;
         }
@@ -69,17 +85,29 @@ public:
             owner_->drain();
         }
 
+        explicit client(std::size_t max_queue_bytes) : queue_(max_queue_bytes) {}
+
+        // The socket takes what the queue holds, in order, while reading.
+        void read() {
+            while (reading_ && queue_.ready()) {
+                inbox_.push_back(queue_.start_write());
+                queue_.finish_write();
+            }
+        }
+
         memory_transport* owner_ = nullptr;
         connection_id id_ = 0;
         bool open_ = true;
         bool refused_ = false;
+        bool reading_ = true;
         std::optional<std::uint16_t> close_code_;
         std::string close_reason_;
+        detail::send_queue queue_;
         std::vector<frame> inbox_;
     };
 
-    memory_transport(boost::asio::any_io_executor, options const&, transport_events& events)
-        : events_(events) {}
+    memory_transport(boost::asio::any_io_executor, options const& opts, transport_events& events)
+        : events_(events), max_queue_bytes_(opts.max_send_queue_bytes) {}
 
     // --- the Transport policy -------------------------------------------------
     void start() {}
@@ -89,7 +117,14 @@ public:
         if (done) done();
     }
     void send(connection_id id, frame const& f) {
-        if (auto* c = find_open(id); c && !c->close_code_) c->inbox_.push_back(f);
+        auto* c = find_open(id);
+        if (!c || c->close_code_) return;
+        using reader = detail::send_queue::reader;
+        if (c->queue_.push(f, c->reading_ ? reader::keeping_up : reader::congested) ==
+            detail::send_queue::push_result::overflow) {
+            c->queue_.drop_unsent();
+            close(id, close_code::try_again_later, "send queue full");
+        }
     }
     void close(connection_id id, std::uint16_t code, std::string_view reason) {
         auto* c = find_open(id);
@@ -104,7 +139,7 @@ public:
     /// Opens a client; check refused() when API keys are configured.
     client& connect(connection_info info = {}) {
         auto id = next_id_++;
-        auto& c = *clients_.emplace(id, std::make_unique<client>()).first->second;
+        auto& c = *clients_.emplace(id, std::unique_ptr<client>(new client(max_queue_bytes_))).first->second;
         c.owner_ = this;
         c.id_ = id;
         if (!events_.on_open(id, info).accept) {
@@ -136,6 +171,7 @@ private:
     }
 
     transport_events& events_;
+    std::size_t max_queue_bytes_;
     std::map<connection_id, std::unique_ptr<client>> clients_;
     std::vector<connection_id> closing_;
     connection_id next_id_ = 1;

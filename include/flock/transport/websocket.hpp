@@ -23,8 +23,14 @@
 // offered. Messages up to options::max_frame_bytes (fragments reassembled;
 // 1009 beyond), protocol errors closed with 1002, pings answered. A
 // connection silent for half of options::idle_timeout is pinged and dropped
-// after the whole of it. One deviation: text messages are not checked for
-// UTF-8 (RFC 6455 would close with 1007); the codec drops what it cannot read.
+// after the whole of it. Text messages and close reasons that are not UTF-8
+// are closed with 1007. Frames that arrived before a bad one are handled
+// and answered before the close frame.
+//
+// The upgrade is checked strictly (400: not GET over HTTP/1.1, no
+// `Connection: upgrade`, a key that is not base64 of 16 bytes; 426: not
+// version 13; 431: request headers over 8 KiB), then against
+// options::allowed_origins (403) and the connection limits (503).
 #pragma once
 
 #include <flock/detail/ws_server.hpp>
@@ -88,6 +94,9 @@ public:
 
     /// Open WebSocket connections (each one on_open accepted and not yet on_close'd).
     std::size_t connection_count() const noexcept { return impl_->connection_count(); }
+
+    /// Upgrades refused since start(), by answer (400/426, 431, 401, 403, 503).
+    websocket_refusals const& refusals() const noexcept { return impl_->refusals(); }
 
 private:
     std::shared_ptr<detail::ws_server> impl_;

@@ -5,6 +5,7 @@
 #include <flock/broker/concept.hpp>
 #include <flock/broker/redis_settings.hpp>
 #include <flock/codec/json.hpp>
+#include <flock/detail/contain.hpp>
 #include <flock/detail/redis/connection.hpp>
 #include <flock/detail/redis/keys.hpp>
 #include <flock/detail/redis/scripts.hpp>
@@ -187,7 +188,8 @@ public:
         auto w = weak_from_this();
         if (!up_ || stopping_ || stopped_) {
             asio::post(ex_, [w, h = std::move(handler)] {
-                if (auto self = w.lock(); self && self->events_) h(join_result{join_result::status::failed, {}});
+                if (auto self = w.lock(); self && self->events_)
+                    self->answer(h, join_result{join_result::status::failed, {}});
             });
             return;
         }
@@ -208,7 +210,7 @@ public:
             if (!self || !self->events_) return;  // the broker (and so the core) is gone
             if (!ok || !self->up_) {
                 self->forget_pending(req.room_id, req.user_id, seq);
-                return handler(join_result{join_result::status::failed, {}});
+                return self->answer(handler, join_result{join_result::status::failed, {}});
             }
             std::vector<std::string> params{members_key(req.room_id),
                                             presence_key(req.room_id, req.user_id),
@@ -269,12 +271,28 @@ public:
         eval(scripts_.set_metadata, 1, {presence_key(room, user), std::move(json), ttl_}, {});
     }
 
+    // A cursor that has been relayed must be in every later snapshot, yet a
+    // Redis write per move would double the commands of the hottest path.
+    // So the first move after a quiet spell is written at once, on the
+    // command connection, ahead of the PUBLISH the core sends next: no
+    // instance can see the move before Redis holds it. Moves within
+    // cursor_flush_interval of a write are coalesced and written by the
+    // flush; a joiner on an instance already in the room gets those from
+    // what its instance relayed (see merge_relayed_cursors).
     void set_cursor(std::string_view room, std::string_view user, position pos, std::int64_t ts) {
-        if (auto* lu = find_local(room, user)) {
+        auto* lu = find_local(room, user);
+        if (lu) {
             lu->cursor = pos;
             lu->cursor_ts = ts;
         }
         if (stopping_ || stopped_) return;
+        auto const now = std::chrono::steady_clock::now();
+        if (up_ && lu && now - lu->cursor_written_at >= settings_.cursor_flush_interval) {
+            drop_dirty_cursor(room, user);
+            write_cursor(room, user, pos, ts);
+            lu->cursor_written_at = now;
+            return;
+        }
         auto& d = dirty_[std::string(room)][std::string(user)];
         d.pos = pos;
         d.ts = ts;
@@ -329,6 +347,7 @@ private:
         std::string joined_at;  ///< ms since the epoch, as stored in the hash
         std::optional<position> cursor;
         std::int64_t cursor_ts = 0;
+        std::chrono::steady_clock::time_point cursor_written_at{};  ///< last HSET of the cursor
         bool pending = false;  ///< join script not answered yet
         std::uint64_t seq = 0;
     };
@@ -344,6 +363,10 @@ private:
         /// finds them gone again (the set entry a keyspace event left) does
         /// not report them twice.
         str_map<std::uint64_t> evicted;
+        /// The last position relayed here of each remote user with a cursor:
+        /// merged into snapshots, so a joiner sees what the room saw even
+        /// before the writer's coalesced cursor write reaches Redis.
+        str_map<position> relayed_cursors;
         bool confirmed = false;  ///< SUBSCRIBE acknowledged
         std::vector<std::function<void(bool ok)>> waiting;  ///< joins waiting for it
     };
@@ -676,6 +699,18 @@ private:
         cmd_->send({"PUBLISH", channel(room), env});
     }
 
+    // ---- calls into the core --------------------------------------------------------
+    // Whatever the core throws is logged and dropped here: it must not unwind
+    // through the Redis connection's read loop and stop the event loop.
+
+    template <class F>
+    void tell_core(std::string_view what, F&& f) {
+        detail::contain(log_, what, std::forward<F>(f));
+    }
+    void answer(join_handler const& h, join_result res) {
+        tell_core("join handler", [&] { h(std::move(res)); });
+    }
+
     // ---- joins -----------------------------------------------------------------------
 
     void mark_known(room_state& st, std::string const& user) {
@@ -707,17 +742,18 @@ private:
             if (r.type != reply::kind::io_error && !r.is_error())
                 log_.warn("unexpected reply to the join script", {{"room", room}});
             forget_pending(room, user, seq);
-            return handler(join_result{join_result::status::failed, {}});
+            return answer(handler, join_result{join_result::status::failed, {}});
         }
         if (r.elements[0].integer == 0) {
             forget_pending(room, user, seq);
-            return handler(join_result{join_result::status::room_full, {}});
+            return answer(handler, join_result{join_result::status::room_full, {}});
         }
         join_result res{join_result::status::joined, parse_members(r, 1)};
+        merge_relayed_cursors(room, res.others);
         if (auto* lu = find_local(room, user); lu && lu->seq == seq) lu->pending = false;
         if (auto rs = rooms_.find(room); rs != rooms_.end())
             for (auto const& m : res.others) mark_known(rs->second, m.user_id);
-        handler(std::move(res));
+        answer(handler, std::move(res));
     }
 
     // ---- subscriber ------------------------------------------------------------------
@@ -777,6 +813,7 @@ private:
                     // evicted here (a Node.js instance republishes evictions),
                     // or never seen. Either way the core has nothing to remove.
                     if (st.known.erase(m.user_id) == 0) drop = true;
+                    st.relayed_cursors.erase(m.user_id);
                 } else if constexpr (std::is_same_v<M, server::user_joined>) {
                     mark_known(st, m.user_id);
                     // The core closes its socket of a user who joined elsewhere:
@@ -790,11 +827,13 @@ private:
                                      std::is_same_v<M, server::cursor_removed> ||
                                      std::is_same_v<M, server::presence_updated>) {
                     if (auto k = st.known.find(m.user_id); k != st.known.end()) k->second = ++stamp_;
+                    if constexpr (std::is_same_v<M, server::cursor_updated>) st.relayed_cursors[m.user_id] = m.pos;
+                    if constexpr (std::is_same_v<M, server::cursor_removed>) st.relayed_cursors.erase(m.user_id);
                 }
             },
             *msg);
         if (drop) return log_.debug("dropped user:left of a user not in the room", {{"room", room}});
-        events_->on_remote(room, *msg);
+        tell_core("on_remote", [&] { events_->on_remote(room, *msg); });
     }
 
     void on_expired(std::string_view key) {
@@ -833,9 +872,10 @@ private:
         }
         it->second.known.erase(user);
         it->second.unconfirmed.erase(user);
+        it->second.relayed_cursors.erase(user);
         it->second.evicted[user] = sweeps_;
         log_.debug("presence expired", {{"room", room}, {"user", user}});
-        events_->on_evicted(room, user);
+        tell_core("on_evicted", [&] { events_->on_evicted(room, user); });
     }
 
     // ---- the sweep -------------------------------------------------------------------
@@ -897,9 +937,11 @@ private:
         for (auto& m : fresh) {
             if (!events_ || !rooms_.contains(room)) return;
             log_.info("a member missed while disconnected is in the room", {{"room", room}, {"user", m.user_id}});
-            events_->on_remote(room, server::user_joined{room, m.user_id, m.meta});
+            tell_core("on_remote", [&] { events_->on_remote(room, server::user_joined{room, m.user_id, m.meta}); });
             if (m.cursor && events_ && rooms_.contains(room))
-                events_->on_remote(room, server::cursor_updated{room, m.user_id, *m.cursor, now_ms()});
+                tell_core("on_remote", [&] {
+                    events_->on_remote(room, server::cursor_updated{room, m.user_id, *m.cursor, now_ms()});
+                });
         }
     }
 
@@ -922,13 +964,37 @@ private:
     void flush_cursors() {
         auto dirty = std::move(dirty_);
         dirty_.clear();
+        auto const now = std::chrono::steady_clock::now();
         for (auto const& [room, users] : dirty)
             for (auto const& [user, d] : users) {
-                auto key = cursor_key(room, user);
-                auto x = number_text(d.pos.x), y = number_text(d.pos.y), ts = std::to_string(d.ts);
-                cmd_->send({"HSET", key, "x", x, "y", y, "timestamp", ts});
-                cmd_->send({"EXPIRE", key, ttl_});
+                write_cursor(room, user, d.pos, d.ts);
+                if (auto* lu = find_local(room, user)) lu->cursor_written_at = now;
             }
+    }
+
+    void write_cursor(std::string_view room, std::string_view user, position pos, std::int64_t ts) {
+        auto key = cursor_key(room, user);
+        auto x = number_text(pos.x), y = number_text(pos.y), t = std::to_string(ts);
+        cmd_->send({"HSET", key, "x", x, "y", y, "timestamp", t});
+        cmd_->send({"EXPIRE", key, ttl_});
+    }
+
+    // A snapshot read from Redis may lag the cursors this instance has
+    // relayed (coalesced writes): the relayed position, or our own user's,
+    // is what the room has seen, so it wins.
+    void merge_relayed_cursors(std::string const& room, std::vector<server::member>& members) {
+        auto rs = rooms_.find(room);
+        auto lr = locals_.find(room);
+        for (auto& m : members) {
+            if (lr != locals_.end())
+                if (auto u = lr->second.find(m.user_id); u != lr->second.end() && u->second.cursor) {
+                    m.cursor = u->second.cursor;
+                    continue;
+                }
+            if (rs != rooms_.end())
+                if (auto c = rs->second.relayed_cursors.find(m.user_id); c != rs->second.relayed_cursors.end())
+                    m.cursor = c->second;
+        }
     }
 
     void drop_dirty_cursor(std::string_view room, std::string_view user) {
