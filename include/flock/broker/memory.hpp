@@ -36,6 +36,7 @@
 #include <memory>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace flk {
@@ -108,18 +109,26 @@ public:
 
     void join(join_request req, join_handler handler) {
         auto owner = hub_.owner_of(req.room_id);
-        if (owner == shard_) return handler(store_.join(req, clock::now()));  // the caller's own call
+        if (owner == shard_) return handler(admit(req, shard_, 0));  // the caller's own call
         auto id = ++last_join_;
         pending_joins_.emplace(id, std::move(handler));
         send(owner, [req = std::move(req), from = shard_, id](memory_broker& o) {
-            o.send(from, [id, res = o.store_.join(req, clock::now())](memory_broker& b) mutable {
+            o.send(from, [id, res = o.admit(req, from, id), owner = o.shard_, r = req.room_id,
+                          u = req.user_id](memory_broker& b) mutable {
                 if (auto h = b.pending_joins_.extract(id))
                     detail::contain(b.log_, "join handler", [&] { h.mapped()(std::move(res)); });
+                // Behind whatever the handler published (its user:joined), in order.
+                b.send(owner, [r = std::move(r), u = std::move(u), from = b.shard_, id](memory_broker& o) {
+                    o.announced(r, u, from, id);
+                });
             });
         });
     }
     void leave(std::string_view room, std::string_view user) {
-        at_owner(room, user, [](memory_broker& b, std::string_view r, std::string_view u) { b.store_.leave(r, u); });
+        at_owner(room, user, [](memory_broker& b, std::string_view r, std::string_view u) {
+            b.store_.leave(r, u);
+            b.announced(r, u);
+        });
     }
     void touch(std::string_view room, std::string_view user) {
         at_owner(room, user, [](memory_broker& b, std::string_view r, std::string_view u) {
@@ -172,6 +181,7 @@ public:
     /// every shard following each room once. The timer calls it; tests may too.
     void expire_idle(std::chrono::steady_clock::time_point now) {
         for (auto const& gone : store_.expire(now)) {
+            announced(gone.first, gone.second);
             evicted(gone.first, gone.second);
             for_each_follower(gone.first, shard_, [&](memory_broker& b) {
                 send(b.shard_, [gone](memory_broker& s) {
@@ -191,6 +201,37 @@ private:
     static clock::duration sweep_period(options const& opts) {
         return std::clamp<clock::duration>(opts.presence_ttl / 10, std::chrono::milliseconds(100),
                                            std::chrono::seconds(1));
+    }
+
+    // At the owner: the join, and its snapshot. A user admitted for another
+    // shard stays out of the snapshots of joiners on other shards until that
+    // shard has run the join's handler: the core publishes the user:joined
+    // from it, and that broadcast comes through here later, to every shard
+    // following the room. A joiner admitted meanwhile would otherwise both
+    // find the user in its snapshot and then hear the user:joined. A joiner
+    // on the newcomer's own shard keeps it: that shard runs the two answers
+    // in order, so the newcomer's user:joined goes out before this joiner is
+    // in, and only the snapshot tells it.
+    join_result admit(join_request const& req, std::size_t from, std::uint64_t id) {
+        auto res = store_.join(req, clock::now());
+        if (res.outcome != join_result::status::joined) return res;
+        if (auto r = unannounced_.find(req.room_id); r != unannounced_.end())
+            std::erase_if(res.others, [&](server::member const& m) {
+                auto u = r->second.find(m.user_id);
+                return u != r->second.end() && u->second.first != from;
+            });
+        if (from != shard_) unannounced_[req.room_id][req.user_id] = {from, id};
+        return res;
+    }
+    // At the owner: `user` is in snapshots for everyone again (after join `id`
+    // of shard `from`, unless a newer join replaced it; any when `id` is 0).
+    void announced(std::string_view room, std::string_view user, std::size_t from = 0, std::uint64_t id = 0) {
+        auto r = unannounced_.find(room);
+        if (r == unannounced_.end()) return;
+        auto u = r->second.find(user);
+        if (u == r->second.end() || (id != 0 && u->second != std::pair{from, id})) return;
+        r->second.erase(u);
+        if (r->second.empty()) unannounced_.erase(r);
     }
 
     // Runs `apply(broker, room, user)` on the shard that owns the room: right
@@ -277,6 +318,9 @@ private:
     logger log_;
     detail::presence_store store_;                              // rooms this shard owns
     detail::string_map<std::vector<std::size_t>> subscribers_;  // of rooms this shard owns
+    // Of rooms this shard owns: users admitted for another shard whose join
+    // answer that shard has not yet run, with (that shard, its join id).
+    detail::string_map<detail::string_map<std::pair<std::size_t, std::uint64_t>>> unannounced_;
     std::vector<std::vector<operation>> outbox_;                // per destination shard
     bool flush_pending_ = false;
     std::unordered_map<std::uint64_t, join_handler> pending_joins_;  // asked of another shard
