@@ -99,20 +99,15 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     parser.header_limit(flk::detail::max_http_header_bytes);
     parser.body_limit(flk::detail::max_http_body_bytes);
 
-    // As http::read does: what the parser did not take stays buffered and
-    // the next read is appended to it.
+    // As http_session does: the header, then a body only when it has a
+    // Content-Length (a chunked one is refused unread). What the parser did
+    // not take stays buffered and the next read is appended to it.
     std::string buffer;
     std::size_t fed = 0;
     boost::beast::error_code ec;
-    // Boost 1.81's parser asserts (BOOST_ASSERT(n >= 5) in parse_chunk_header,
-    // Debug builds only) when the bytes after a final chunk "0\r\n" come one at a
-    // time: see tests/fuzz/known-issues/. Reads of 5 bytes or more in a chunked
-    // body keep fuzzing past it; FLOCK_FUZZ_TRICKLE_CHUNKED=1 turns that off.
-    static bool const trickle_chunked = std::getenv("FLOCK_FUZZ_TRICKLE_CHUNKED") != nullptr;
-    while (!parser.is_done()) {
+    while (!parser.is_done() && !(parser.is_header_done() && parser.chunked())) {
         if (fed < input.size()) {
-            std::size_t const min_read = !trickle_chunked && parser.is_header_done() && parser.chunked() ? 5 : 1;
-            auto const n = std::min(std::max(step, min_read), input.size() - fed);
+            auto const n = std::min(step, input.size() - fed);
             buffer.append(input.substr(fed, n));
             fed += n;
         }

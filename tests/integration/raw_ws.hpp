@@ -259,9 +259,16 @@ class client {
 public:
     static constexpr milliseconds default_timeout{5000};
 
-    explicit client(std::uint16_t port, milliseconds timeout = default_timeout) : socket_(ioc_) {
+    /// Connects to 127.0.0.1:port, from the loopback address `from` when given
+    /// (127.0.0.2, ...: another client address for per-address limits).
+    explicit client(std::uint16_t port, milliseconds timeout = default_timeout, std::string_view from = {})
+        : socket_(ioc_) {
         boost::system::error_code ec;
         bool done = false;
+        if (!from.empty()) {
+            socket_.open(tcp::v4());
+            socket_.bind(tcp::endpoint(net::ip::make_address_v4(std::string(from)), 0));
+        }
         socket_.async_connect(tcp::endpoint(net::ip::make_address_v4("127.0.0.1"), port),
                               [&](boost::system::error_code e) {
                                   ec = e;

@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <future>
+#include <mutex>
 #include <memory>
 #include <thread>
 
@@ -38,6 +39,14 @@ struct running_server {
         server->start();
         port = server->transport().port();
         thread = std::thread([this] { io.run(); });
+    }
+    // Runs `f` on the server's thread and returns what it returns.
+    template <class F>
+    auto run(F f) -> decltype(f()) {
+        std::packaged_task<decltype(f())()> task(std::move(f));
+        auto result = task.get_future();
+        boost::asio::post(io, [&task] { task(); });
+        return result.get();
     }
     // Graceful stop, waited for.
     void stop() {
@@ -180,6 +189,81 @@ BOOST_FIXTURE_TEST_CASE(a_reader_that_stops_reading_gets_the_newest_cursor_and_s
     BOOST_TEST(cursors > 1);
     alice->send(rw::frame(rw::op::text, msg::move(room, 0.95, 0.95)));
     BOOST_TEST(x_of(next_text()) == 0.95);  // reading again: every move
+}
+
+// The status an upgrade with the header lines `extra` is answered with.
+int upgrade_status(std::uint16_t port, std::string_view extra = {}) {
+    rw::client c(port);
+    c.send(rw::upgrade_request("/", rw::random_key(), extra));
+    return c.read_http_response().status;
+}
+
+BOOST_FIXTURE_TEST_CASE(only_listed_origins_may_open_a_websocket, fixture) {
+    opts.allowed_origins = {"https://app.example.com", "http://localhost:3000"};
+    restart();
+    BOOST_TEST(upgrade_status(srv->port, "Origin: https://evil.example.net\r\n") == 403);
+    BOOST_TEST(upgrade_status(srv->port, "Origin: https://app.example.com.evil.net\r\n") == 403);
+    BOOST_TEST(upgrade_status(srv->port, "Origin: null\r\n") == 403);
+    BOOST_TEST(upgrade_status(srv->port, "Origin: https://app.example.com\r\n") == 101);
+    BOOST_TEST(upgrade_status(srv->port, "Origin: HTTP://LOCALHOST:3000\r\n") == 101);
+    BOOST_TEST(upgrade_status(srv->port) == 101);  // no Origin: not a browser page
+    auto const& refused = srv->server->transport().refusals();
+    BOOST_TEST(srv->run([&] { return refused.origin; }) == 3u);
+}
+
+BOOST_FIXTURE_TEST_CASE(connections_past_the_limits_get_503, fixture) {
+    opts.max_connections = 3;
+    opts.max_connections_per_ip = 2;
+    restart();
+    auto a = joined("r", "a");
+    auto b = joined("r", "b");
+    // A third from the same address: the per-address limit.
+    BOOST_TEST(upgrade_status(srv->port) == 503);
+    // From another loopback address the total limit still has room for one.
+    auto from = [&](char const* address) {
+        auto c = std::make_unique<rw::client>(srv->port, rw::client::default_timeout, address);
+        c->send(rw::upgrade_request("/", rw::random_key()));
+        int const status = c->read_http_response().status;
+        return std::pair{std::move(c), status};
+    };
+    auto [c, c_status] = from("127.0.0.2");
+    BOOST_TEST(c_status == 101);
+    BOOST_TEST(from("127.0.0.3").second == 503);  // the total limit
+    auto const counts = srv->run([&] { return srv->server->transport().refusals(); });
+    BOOST_TEST(counts.address_full == 1u);
+    BOOST_TEST(counts.full == 1u);
+    // A place frees when a connection ends.
+    b.reset();
+    BOOST_TEST(a->read_until_type("user:left").at("userId").as_string() == "b");
+    BOOST_TEST(upgrade_status(srv->port) == 101);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_socket_that_never_joins_is_closed_with_4002, fixture) {
+    opts.join_timeout = 300ms;
+    restart();
+    auto idle = connect();
+    auto member = joined("r", "m");
+    BOOST_TEST(idle->wait_close(5s).value_or(0) == 4002);
+    // One that joined in time stays, and so does its membership.
+    member->send_text(msg::in_room("heartbeat", "r"));
+    BOOST_TEST(member->read_json().at("type").as_string() == "heartbeat:ack");
+    BOOST_TEST(srv->run([&] { return srv->server->join_timeouts(); }) == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(refusals_are_logged_once_per_address_per_interval, fixture) {
+    auto lines = std::make_shared<std::vector<std::string>>();
+    auto mu = std::make_shared<std::mutex>();
+    opts.log = flk::log_level::info;
+    opts.log_sink = [lines, mu](flk::log_level, std::string_view line) {
+        std::lock_guard lk(*mu);
+        lines->emplace_back(line);
+    };
+    opts.allowed_origins = {"https://app.example.com"};
+    restart();
+    for (int i = 0; i < 20; ++i) BOOST_TEST(upgrade_status(srv->port, "Origin: https://evil.example\r\n") == 403);
+    BOOST_TEST(srv->run([&] { return srv->server->transport().refusals().origin; }) == 20u);
+    std::lock_guard lk(*mu);
+    BOOST_TEST(std::ranges::count_if(*lines, [](auto const& l) { return l.find("connection refused") != std::string::npos; }) == 1);
 }
 
 BOOST_FIXTURE_TEST_CASE(health_and_unknown_paths, fixture) {

@@ -8,6 +8,7 @@
 #include <array>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,47 @@ BOOST_AUTO_TEST_CASE(a_touch_extends_presence_by_the_ttl) {
     BOOST_TEST(gone[0].second == "quiet");
     BOOST_TEST(store.find("r", "chatty") != nullptr);
     BOOST_TEST(store.expire(t0 + std::chrono::seconds(51)).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_core_is_contained_and_the_next_event_still_arrives) {
+    // A core that throws on the first eviction it hears of.
+    struct throwing : recorder {
+        void on_evicted(std::string_view room, std::string_view user) override {
+            recorder::on_evicted(room, user);
+            if (evicted.size() == 1) throw std::runtime_error("core failure");
+        }
+    };
+    boost::asio::io_context io;
+    flk::options opts;
+    std::vector<std::string> lines;
+    opts.log_sink = [&](flk::log_level, std::string_view line) { lines.emplace_back(line); };
+    throwing events;
+    flk::memory_broker broker{io.get_executor(), opts, events};
+    for (auto user : {"a", "b"}) broker.join({"r", user, {}, 10}, [](flk::join_result) {});
+    BOOST_CHECK_NO_THROW(broker.expire_idle(steady::now() + opts.presence_ttl + std::chrono::seconds(1)));
+    BOOST_TEST(events.evicted.size() == 2u);  // the second user is still reported
+    BOOST_TEST(std::ranges::count_if(lines, [](auto const& l) { return l.find("core failure") != std::string::npos; }) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(posted_work_of_a_destroyed_broker_runs_nothing) {
+    boost::asio::io_context io;
+    flk::options opts;
+    std::vector<recorder> events(2);
+    flk::memory_hub hub{2};
+    auto a = std::make_unique<flk::memory_broker>(io.get_executor(), opts, events[0], hub, 0);
+    auto b = std::make_unique<flk::memory_broker>(io.get_executor(), opts, events[1], hub, 1);
+    a->start();
+    b->start();
+    std::string room = "r0";
+    while (hub.owner_of(room) != 1) room += 'x';
+    bool answered = false;
+    a->join({room, "u", {}, 10}, [&](flk::join_result) { answered = true; });  // for shard 1
+    BOOST_TEST(io.poll_one() == 1u);  // shard 0's flush: the batch is posted to shard 1
+    b.reset();                        // shard 1 goes before its batch runs
+    io.poll();                        // under ASan: no use after free
+    BOOST_TEST(!answered);
+    a.reset();
+    io.poll();
 }
 
 BOOST_FIXTURE_TEST_CASE(leave_removes_at_once_and_drops_empty_rooms, fixture) {

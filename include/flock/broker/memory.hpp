@@ -125,9 +125,8 @@ public:
         });
     }
     void leave(std::string_view room, std::string_view user) {
-        at_owner(room, user, [](memory_broker& b, std::string_view r, std::string_view u) {
-            b.store_.leave(r, u);
-            b.announced(r, u);
+        at_owner(room, user, [from = shard_](memory_broker& b, std::string_view r, std::string_view u) {
+            b.release(r, u, from);
         });
     }
     void touch(std::string_view room, std::string_view user) {
@@ -181,7 +180,7 @@ public:
     /// every shard following each room once. The timer calls it; tests may too.
     void expire_idle(std::chrono::steady_clock::time_point now) {
         for (auto const& gone : store_.expire(now)) {
-            announced(gone.first, gone.second);
+            forget(gone.first, gone.second);
             evicted(gone.first, gone.second);
             for_each_follower(gone.first, shard_, [&](memory_broker& b) {
                 send(b.shard_, [gone](memory_broker& s) {
@@ -215,23 +214,43 @@ private:
     join_result admit(join_request const& req, std::size_t from, std::uint64_t id) {
         auto res = store_.join(req, clock::now());
         if (res.outcome != join_result::status::joined) return res;
-        if (auto r = unannounced_.find(req.room_id); r != unannounced_.end())
-            std::erase_if(res.others, [&](server::member const& m) {
-                auto u = r->second.find(m.user_id);
-                return u != r->second.end() && u->second.first != from;
-            });
-        if (from != shard_) unannounced_[req.room_id][req.user_id] = {from, id};
+        auto& room = holders_[req.room_id];
+        std::erase_if(res.others, [&](server::member const& m) {
+            auto u = room.find(m.user_id);
+            return u != room.end() && !u->second.announced && u->second.shard != from;
+        });
+        room[req.user_id] = {from, id, from == shard_};
         return res;
     }
-    // At the owner: `user` is in snapshots for everyone again (after join `id`
-    // of shard `from`, unless a newer join replaced it; any when `id` is 0).
-    void announced(std::string_view room, std::string_view user, std::size_t from = 0, std::uint64_t id = 0) {
-        auto r = unannounced_.find(room);
-        if (r == unannounced_.end()) return;
+    // At the owner: shard `from` has run the answer to its join `id` of `user`
+    // (unless a newer join replaced it), so the user is in every snapshot.
+    void announced(std::string_view room, std::string_view user, std::size_t from, std::uint64_t id) {
+        if (auto* h = holder(room, user); h && h->shard == from && h->join == id) h->announced = true;
+    }
+    // At the owner: shard `from` leaves `user`, unless the user has joined on
+    // another shard since (a stale socket's close never removes the live
+    // user; Redis mode compares joinedAt for the same reason).
+    void release(std::string_view room, std::string_view user, std::size_t from) {
+        if (auto* h = holder(room, user); h && h->shard != from) return;
+        store_.leave(room, user);
+        forget(room, user);
+    }
+    void forget(std::string_view room, std::string_view user) {
+        auto r = holders_.find(room);
+        if (r == holders_.end()) return;
+        if (auto u = r->second.find(user); u != r->second.end()) r->second.erase(u);
+        if (r->second.empty()) holders_.erase(r);
+    }
+    struct holding {
+        std::size_t shard = 0;   // the shard whose member holds the presence
+        std::uint64_t join = 0;  // that shard's join id (0: the owner's own)
+        bool announced = false;  // that shard has run the join's answer
+    };
+    holding* holder(std::string_view room, std::string_view user) {
+        auto r = holders_.find(room);
+        if (r == holders_.end()) return nullptr;
         auto u = r->second.find(user);
-        if (u == r->second.end() || (id != 0 && u->second != std::pair{from, id})) return;
-        r->second.erase(u);
-        if (r->second.empty()) unannounced_.erase(r);
+        return u == r->second.end() ? nullptr : &u->second;
     }
 
     // Runs `apply(broker, room, user)` on the shard that owns the room: right
@@ -318,9 +337,8 @@ private:
     logger log_;
     detail::presence_store store_;                              // rooms this shard owns
     detail::string_map<std::vector<std::size_t>> subscribers_;  // of rooms this shard owns
-    // Of rooms this shard owns: users admitted for another shard whose join
-    // answer that shard has not yet run, with (that shard, its join id).
-    detail::string_map<detail::string_map<std::pair<std::size_t, std::uint64_t>>> unannounced_;
+    // Of rooms this shard owns: who holds each user's presence, by room and user.
+    detail::string_map<detail::string_map<holding>> holders_;
     std::vector<std::vector<operation>> outbox_;                // per destination shard
     bool flush_pending_ = false;
     std::unordered_map<std::uint64_t, join_handler> pending_joins_;  // asked of another shard

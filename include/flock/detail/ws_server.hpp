@@ -86,7 +86,8 @@ using ws_tcp = boost::asio::ip::tcp;
 
 /// Largest request header accepted before the upgrade (request line + fields).
 inline constexpr std::uint32_t max_http_header_bytes = 8 * 1024;
-/// Largest request body read (and ignored) on plain HTTP requests.
+/// Largest request body read (and ignored) on plain HTTP requests; a body is
+/// taken with a Content-Length only (see http_session::on_header).
 inline constexpr std::uint64_t max_http_body_bytes = 4 * 1024;
 /// Pause before accepting again after an accept error such as EMFILE.
 inline constexpr std::chrono::milliseconds accept_backoff{100};
@@ -396,6 +397,7 @@ public:
 
 private:
     void read_request();
+    void on_header(boost::system::error_code ec);
     void on_read(boost::system::error_code ec);
     void upgrade();
     void prepare(ws_http::status status, std::string body, std::string_view content_type, bool keep_alive);
@@ -405,6 +407,7 @@ private:
         write_response(keep_alive);
     }
     void on_write(boost::system::error_code ec, bool keep_alive);
+    void drain();
     void end();
 
     std::shared_ptr<ws_server> srv_;
@@ -994,6 +997,23 @@ inline void http_session::read_request() {
     parser_->header_limit(max_http_header_bytes);
     parser_->body_limit(max_http_body_bytes);
     stream_.expires_after(srv_->opts().handshake_timeout);
+    ws_http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](boost::system::error_code ec,
+                                                                                       std::size_t) {
+        self->on_header(ec);
+    });
+}
+
+// The header is in: a body, if any, is read only with a Content-Length.
+// Chunked bodies are refused unread: no route needs one, and Beast 1.81's
+// chunk parser asserts on some trickled trailers (docs/fuzzing.md).
+inline void http_session::on_header(boost::system::error_code ec) {
+    if (ended_) return;
+    if (ec || parser_->is_done()) return on_read(ec);
+    if (parser_->chunked()) {
+        srv_->refused(&websocket_refusals::bad_upgrade, remote_, "chunked request body");
+        respond(ws_http::status::length_required, "chunked request bodies are not accepted\n", "text/plain", false);
+        return;
+    }
     ws_http::async_read(stream_, buffer_, *parser_,
                         [self = shared_from_this()](boost::system::error_code ec, std::size_t) { self->on_read(ec); });
 }
@@ -1098,14 +1118,30 @@ inline void http_session::write_response(bool keep_alive) {
 
 inline void http_session::on_write(boost::system::error_code ec, bool keep_alive) {
     if (ended_) return;
-    if (ec || !keep_alive || srv_->stopping()) {
+    if (ec || srv_->stopping()) {
+        end();
+        return;
+    }
+    if (!keep_alive) {
+        // FIN behind the response, then read until the client's EOF: closing
+        // with its unread bytes (a refused request's body or headers) pending
+        // would send a RST, which can destroy the response before it is read.
         boost::system::error_code ignored;
         stream_.socket().shutdown(ws_tcp::socket::shutdown_send, ignored);
-        end();
+        buffer_.clear();
+        drain();
         return;
     }
     res_ = {};
     read_request();
+}
+
+inline void http_session::drain() {
+    stream_.expires_after(srv_->opts().handshake_timeout);
+    stream_.async_read_some(buffer_.prepare(1024), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+        if (ec || self->ended_) return self->end();  // EOF, the deadline, or stop()
+        self->drain();
+    });
 }
 
 inline void http_session::end() {
