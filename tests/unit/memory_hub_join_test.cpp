@@ -1,6 +1,7 @@
 // A join racing another shard's join of the same room, through a memory_hub:
 // every joiner hears of each newcomer exactly once, by the join:ack snapshot
-// or by a later user:joined, never both and never neither.
+// or by a later user:joined, never both and never neither; and a stale
+// socket's leave from another shard never removes the live user.
 //
 // The race (seen as a flaky browser scenario d against a 2-shard flock-server):
 // the owner admits Ann for shard 0 and answers; before shard 0 has run that
@@ -170,6 +171,32 @@ BOOST_FIXTURE_TEST_CASE(a_newcomer_is_in_snapshots_again_once_its_shard_ran_the_
     joiner ben;
     join(1, room, "ben", ben);
     BOOST_TEST(in_snapshot(ben, "ann"));
+}
+
+// Browser scenario f on two shards: Ben's client drops a frozen socket on
+// shard 0 and re-joins on shard 1, which owns the room; the old socket's
+// leave reaches the owner after the new join and must not remove him.
+BOOST_FIXTURE_TEST_CASE(a_stale_sockets_leave_from_another_shard_keeps_the_live_user, hub_fixture<2>) {
+    auto room = room_owned_by(1);
+    joiner old_ben, ben, ann;
+    join(0, room, "ben", old_ben);
+    settle();
+    join(1, room, "ben", ben);  // the new socket, at the owner
+    shard(0).leave(room, "ben");  // the old socket's close
+    settle();
+    BOOST_TEST(shard(1).store().member_count(room) == 1u);
+    join(0, room, "ann", ann);
+    settle();
+    BOOST_TEST_REQUIRE(ann.ack.has_value());
+    BOOST_TEST(in_snapshot(ann, "ben"));
+    // The live socket's own leave still removes him.
+    shard(1).leave(room, "ben");
+    settle();
+    BOOST_TEST(shard(1).store().member_count(room) == 1u);  // Ann only
+    joiner cara;
+    join(0, room, "cara", cara);
+    settle();
+    BOOST_TEST(!in_snapshot(cara, "ben"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
