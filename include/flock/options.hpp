@@ -55,6 +55,10 @@ struct options {
     /// after its upgrade is closed with 4002, so idle sockets cannot pin
     /// descriptors; 0 = never.
     std::chrono::milliseconds join_timeout{30000};
+    /// FLOCK_WRITE_STALL_MS: a WebSocket whose socket has taken no bytes for
+    /// this long while frames wait for it (a client that stopped reading) is
+    /// closed with 1008; 0 = never. Any bytes drained restart the clock.
+    std::chrono::milliseconds write_stall{30000};
     /// FLOCK_ALLOWED_ORIGINS: the `Origin` values a WebSocket upgrade may
     /// carry (others get 403); empty = any. A request without `Origin` (not
     /// from a browser) is let through: the check stops other sites' pages.
@@ -147,6 +151,8 @@ struct options {
             o.max_connections = number<std::uint32_t>("FLOCK_MAX_CONNECTIONS", *v, 0);
         if (auto v = var("FLOCK_MAX_CONNECTIONS_PER_IP"))
             o.max_connections_per_ip = number<std::uint32_t>("FLOCK_MAX_CONNECTIONS_PER_IP", *v, 0);
+        if (auto v = var("FLOCK_WRITE_STALL_MS"))
+            o.write_stall = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_WRITE_STALL_MS", *v, 0));
         if (auto v = var("FLOCK_JOIN_TIMEOUT_MS"))
             o.join_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_JOIN_TIMEOUT_MS", *v, 0));
         if (auto v = var("FLOCK_PRESENCE_TTL_SECONDS"))

@@ -266,6 +266,71 @@ BOOST_FIXTURE_TEST_CASE(refusals_are_logged_once_per_address_per_interval, fixtu
     BOOST_TEST(std::ranges::count_if(*lines, [](auto const& l) { return l.find("connection refused") != std::string::npos; }) == 1);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_reader_that_stops_reading_is_closed_after_the_write_stall_limit, fixture) {
+    opts.write_stall = 1s;
+    opts.max_messages_per_second = 1'000'000;
+    restart();
+    std::string const room(100, 'r');
+    auto alice = raw_joined(srv->port, room, std::string(100, 'a'));
+    auto watcher = joined(room, "watcher");
+    auto stalled = raw_joined(srv->port, room, "stalled");  // heartbeats, never reads
+    BOOST_TEST(watcher->read_until_type("user:joined").at("userId").as_string() == "stalled");
+    // Moves keep coming while the watcher reads them all and the stalled
+    // client goes on heartbeating (so the idle timeout is not what closes it).
+    int batch = 0, left = 0, moves_seen = 0;
+    auto const give_up = std::chrono::steady_clock::now() + 60s;
+    while (left == 0 && std::chrono::steady_clock::now() < give_up) {
+        alice->send(moves(room, 500, 0.001 * (batch % 500), 1e-6));
+        stalled->send(rw::frame(rw::op::text, msg::in_room("heartbeat", room)));
+        ++batch;
+        for (int got = 0; got < 500;) {
+            auto m = watcher->read_json(10s);
+            if (m.at("type").as_string() == "cursor:updated") {
+                ++got;
+                ++moves_seen;
+            } else if (m.at("type").as_string() == "user:left") {
+                BOOST_TEST(m.at("userId").as_string() == "stalled");
+                ++left;
+            }
+        }
+    }
+    BOOST_TEST_REQUIRE(left == 1, "not closed within 60 s; " << moves_seen << " moves relayed");
+    // Exactly once, and the others go on.
+    watcher->send_text(msg::in_room("heartbeat", room));
+    for (;;) {
+        auto m = watcher->read_json();
+        if (m.at("type").as_string() == "heartbeat:ack") break;
+        BOOST_TEST(m.at("type").as_string() != "user:left");
+    }
+    BOOST_TEST(srv->run([&] { return srv->server->transport().refusals().write_stalls; }) == 1u);
+    BOOST_TEST(srv->run([&] { return srv->server->local_member_count(room); }) == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_reader_that_reads_slowly_but_steadily_is_never_cut, fixture) {
+    opts.write_stall = 2s;
+    opts.max_messages_per_second = 1'000'000;
+    restart();
+    std::string const room(100, 'r');
+    auto alice = raw_joined(srv->port, room, std::string(100, 'a'));
+    auto slow = raw_joined(srv->port, room, "slow");
+    BOOST_TEST_REQUIRE(json::parse(alice->read_frame()->payload).at("type").as_string() == "user:joined");
+    // Far more than it can read: its socket's buffers fill, then it reads a
+    // frame a millisecond (about 300 KB/s) for twice the stall limit.
+    for (int i = 0; i < 20; ++i) alice->send(moves(room, 1000, 0.001 * i, 1e-6));
+    auto const until = std::chrono::steady_clock::now() + 4s;
+    int frames = 0;
+    while (std::chrono::steady_clock::now() < until) {
+        auto f = slow->read_frame(5s);
+        BOOST_TEST_REQUIRE(f.has_value());
+        BOOST_TEST_REQUIRE(f->opcode != rw::op::close, "closed: " << *f);
+        ++frames;
+        if (frames % 200 == 0) alice->send(moves(room, 1000, 0.5, 1e-6));  // keep it busy
+        std::this_thread::sleep_for(1ms);  // the slow reader's pace (the load model, not a wait)
+    }
+    BOOST_TEST(srv->run([&] { return srv->server->transport().refusals().write_stalls; }) == 0u);
+    BOOST_TEST(srv->run([&] { return srv->server->local_member_count(room); }) == 2u);
+}
+
 BOOST_FIXTURE_TEST_CASE(health_and_unknown_paths, fixture) {
     auto ok = flk::test::http_get(srv->port, "/health");
     BOOST_TEST(ok.status == 200);

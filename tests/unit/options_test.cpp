@@ -49,6 +49,42 @@ BOOST_AUTO_TEST_CASE(defaults_match_the_reference_server) {
     BOOST_TEST(o.max_frame_bytes == 65536u);
 }
 
+BOOST_AUTO_TEST_CASE(limits_for_hostile_clients_are_read) {
+    auto d = env{}.read();
+    BOOST_TEST(d.allowed_origins.empty());
+    BOOST_TEST(d.max_connections == 0u);
+    BOOST_TEST(d.max_connections_per_ip == 0u);
+    BOOST_TEST(d.join_timeout.count() == 30000);
+    BOOST_TEST(d.write_stall.count() == 30000);
+    env e{{{"FLOCK_ALLOWED_ORIGINS", "https://a.example, http://localhost:3000"},
+           {"FLOCK_MAX_CONNECTIONS", "5000"},
+           {"FLOCK_MAX_CONNECTIONS_PER_IP", "20"},
+           {"FLOCK_JOIN_TIMEOUT_MS", "0"},
+           {"FLOCK_WRITE_STALL_MS", "1500"}}};
+    auto o = e.read();
+    BOOST_TEST(o.allowed_origins == (std::vector<std::string>{"https://a.example", "http://localhost:3000"}),
+               boost::test_tools::per_element());
+    BOOST_TEST(o.origin_allowed("HTTPS://A.EXAMPLE"));
+    BOOST_TEST(!o.origin_allowed("https://a.example.evil"));
+    BOOST_TEST(o.max_connections == 5000u);
+    BOOST_TEST(o.max_connections_per_ip == 20u);
+    BOOST_TEST(o.join_timeout.count() == 0);
+    BOOST_TEST(o.write_stall.count() == 1500);
+    env const many{{{"FLOCK_MAX_CONNECTIONS", "many"}}};
+    BOOST_TEST(many.error().starts_with("FLOCK_MAX_CONNECTIONS must be"));
+    env const none{{{"FLOCK_ALLOWED_ORIGINS", " , "}}};
+    BOOST_TEST(none.error().starts_with("FLOCK_ALLOWED_ORIGINS holds no value"));
+}
+
+BOOST_AUTO_TEST_CASE(api_keys_are_matched_exactly_whatever_their_length) {
+    flk::options o;
+    o.api_keys = {"secret-key", "k2"};
+    BOOST_TEST(o.api_key_accepted("secret-key"));
+    BOOST_TEST(o.api_key_accepted("k2"));
+    for (auto guess : {"", "s", "secret-ke", "secret-keyy", "secret-kez", "SECRET-KEY", "k", "k2k2", "secret-keysecret-key"})
+        BOOST_TEST(!o.api_key_accepted(guess), guess);
+}
+
 BOOST_AUTO_TEST_CASE(every_variable_is_read) {
     env e{{{"FLOCK_PORT", "9000"},
            {"FLOCK_HOST", "127.0.0.1"},

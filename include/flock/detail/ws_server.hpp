@@ -39,6 +39,11 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
+
+#include <sys/ioctl.h>
+#if __has_include(<linux/sockios.h>)
+#include <linux/sockios.h>  // SIOCOUTQ
+#endif
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -73,6 +78,9 @@ struct websocket_refusals {
     std::uint64_t origin = 0;             ///< 403: Origin not in FLOCK_ALLOWED_ORIGINS
     std::uint64_t full = 0;               ///< 503: FLOCK_MAX_CONNECTIONS reached
     std::uint64_t address_full = 0;       ///< 503: FLOCK_MAX_CONNECTIONS_PER_IP reached
+    /// Not a refusal of an upgrade: open connections closed (1008) because
+    /// their socket took no bytes for FLOCK_WRITE_STALL_MS.
+    std::uint64_t write_stalls = 0;
 };
 
 }  // namespace flk
@@ -161,6 +169,8 @@ struct ws_connection {
     ws_tcp::endpoint remote;
     std::size_t written = 0;       ///< bytes of the `cut` piece already written
     std::uint32_t heard = 0;       ///< the tick at which bytes last arrived
+    std::uint32_t drained = 0;     ///< the tick at which the socket last took bytes, or started refusing them
+    std::uint32_t unacked = 0;     ///< bytes the kernel still held for the peer at the last tick that looked
     ws_state state = ws_state::opening;
     piece cut = piece::none;       ///< what a write cut short: it goes on first
     bool dirty = false;            ///< listed for the next flush
@@ -254,6 +264,7 @@ public:
           ping_ticks_(ticks_in(opts.idle_timeout / 2)),
           idle_ticks_(ticks_in(opts.idle_timeout)),
           close_ticks_(ticks_in(opts.handshake_timeout)),
+          stall_ticks_(opts.write_stall.count() > 0 ? ticks_in(opts.write_stall) : 0),
           gate_(opts.gate ? opts.gate
                           : opts.max_connections || opts.max_connections_per_ip
                                 ? std::make_shared<connection_gate>(opts.max_connections, opts.max_connections_per_ip)
@@ -295,7 +306,8 @@ private:
 
     static std::chrono::milliseconds tick_interval_for(options const& o) {
         using std::chrono::milliseconds;
-        auto const shortest = std::min<milliseconds>(o.idle_timeout / 2, o.handshake_timeout);
+        auto shortest = std::min<milliseconds>(o.idle_timeout / 2, o.handshake_timeout);
+        if (o.write_stall.count() > 0) shortest = std::min(shortest, o.write_stall);
         return std::clamp<milliseconds>(shortest / 4, milliseconds(10), milliseconds(1000));
     }
     /// Whole ticks that cover `d` (at least one).
@@ -342,6 +354,7 @@ private:
     void request_close(ws_connection& c, std::uint16_t code, std::string_view reason);
     void finish(ws_connection& c, boost::system::error_code ec);
     // the tick
+    bool stalled(ws_connection& c);
     void keep_ticking();
     void arm_tick();
     void on_tick();
@@ -357,6 +370,7 @@ private:
     std::uint32_t ping_ticks_;   // silence after which a connection is pinged
     std::uint32_t idle_ticks_;   // silence after which it is dropped
     std::uint32_t close_ticks_;  // how long each step of a close may take
+    std::uint32_t stall_ticks_;  // how long a socket may take no bytes while frames wait (0: forever)
     std::uint32_t ticks_ = 0;    // the coarse clock every connection is timed by
     std::shared_ptr<connection_gate> gate_;  // null: no connection limits
     refusal_log refusal_log_;
@@ -366,6 +380,7 @@ private:
     std::vector<connection_id> dirty_;     // connections the next flush writes
     std::vector<connection_id> flushing_;  // the ones the running flush writes
     std::vector<connection_id> expired_;   // found by the running tick
+    std::vector<connection_id> stalled_;   // likewise: their sockets took no bytes for the stall limit
     std::unique_ptr<char[]> read_buffer_;
     ws_gather gather_;
     std::vector<std::function<void()>> done_;
@@ -804,9 +819,14 @@ inline void ws_server::flush_dirty() {
 // Writes what is queued, in as few gather writes as the buffer limit allows,
 // until done or the socket is full.
 inline void ws_server::write_out(ws_connection& c) {
+    if (!c.congested()) {  // caught up so far: the stall clock starts now, if at all
+        c.drained = ticks_;
+        c.unacked = 0xFFFFFFFF;
+    }
     while (gather(c)) {
         boost::system::error_code ec;
         std::size_t const n = c.socket.write_some(gather_.buffers(), ec);
+        if (n > 0) c.drained = ticks_;
         if (ec == ws_net::error::would_block) {
             wait_writable(c);
             return;
@@ -958,6 +978,22 @@ inline void ws_server::arm_tick() {
     });
 }
 
+// A congested connection whose socket took no bytes for the stall limit.
+// Writability is reported only once a good part of the send buffer is free,
+// so a slow reader can drain for seconds between two reports; the bytes the
+// kernel still holds for the peer (SIOCOUTQ) shrink as soon as it reads.
+inline bool ws_server::stalled(ws_connection& c) {
+#ifdef SIOCOUTQ
+    int held = 0;
+    if (::ioctl(c.socket.native_handle(), SIOCOUTQ, &held) == 0) {
+        auto const now_held = static_cast<std::uint32_t>(held);
+        if (now_held < c.unacked) c.drained = ticks_;  // the peer read some
+        c.unacked = now_held;
+    }
+#endif
+    return ticks_ - c.drained > stall_ticks_;
+}
+
 // Every connection's timers in one pass: a comparison of tick counts each.
 inline void ws_server::on_tick() {
     ++ticks_;
@@ -968,6 +1004,10 @@ inline void ws_server::on_tick() {
             continue;
         }
         if (c.state != ws_state::open) continue;
+        if (stall_ticks_ && c.awaiting_write && stalled(c)) {
+            stalled_.push_back(id);
+            continue;
+        }
         std::uint32_t const silent = ticks_ - c.heard;
         if (silent > idle_ticks_) {
             expired_.push_back(id);
@@ -977,6 +1017,23 @@ inline void ws_server::on_tick() {
             mark_dirty(c);
         }
     }
+    for (connection_id const id : stalled_) {
+        auto* c = find(id);
+        if (!c) continue;
+        ++refusals_.write_stalls;
+        if (log_.enabled(log_level::info) && refusal_log_.should_log(address_of(c->remote), clock::now()))
+            log_.info("closing a connection that reads nothing", {{"id", id},
+                                                                   {"remote", format_endpoint(c->remote)},
+                                                                   {"queued_bytes", c->queue.bytes()},
+                                                                   {"limit_ms", opts_.write_stall.count()}});
+        // Its frames will never be read: drop them, and give the close frame
+        // one tick to get out before the connection goes (so the room hears
+        // user:left at once, not after a close handshake that cannot happen).
+        c->queue.drop_unsent();
+        request_close(*c, close_code::policy_violation, "write stalled: the client reads nothing");
+        c->control->deadline = ticks_ + 1;
+    }
+    stalled_.clear();
     for (connection_id const id : expired_) {
         auto* c = find(id);
         if (!c) continue;
