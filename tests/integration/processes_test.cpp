@@ -544,7 +544,8 @@ inline four populate(cluster& k, std::string const& room) {
     std::vector<std::pair<client*, std::string>> members{
         {&f.ann, "ann"}, {&f.bea, "bea"}, {&f.cal, "cal"}, {&f.dan, "dan"}};
     for (std::size_t i = 0; i < members.size(); ++i) {
-        auto& [c, user] = members[i];
+        client* c = members[i].first;
+        std::string const& user = members[i].second;  // not a structured binding: clang 14 cannot capture one
         k.join(*c, room, user, {{"name", user}});
         BOOST_REQUIRE_MESSAGE(k.wait([&] {
             for (std::size_t j = 0; j < i; ++j)
@@ -647,7 +648,10 @@ void early_cursor_moves(int threads) {
     cluster k({.threads = threads});
     auto const room = room_name("early");
     auto f = populate(k, room);
-    for (auto [srv, format, name] : {std::tuple{&k.s1(), fmt::json, "eve"}, std::tuple{&k.s2(), fmt::binary, "fay"}}) {
+    for (auto const& who : {std::tuple{&k.s1(), fmt::json, "eve"}, std::tuple{&k.s2(), fmt::binary, "fay"}}) {
+        auto* srv = std::get<0>(who);
+        auto const format = std::get<1>(who);
+        std::string const name = std::get<2>(who);  // not a structured binding: clang 14 cannot capture one
         auto& c = k.connect(*srv, format, name);
         c.join(room, name);
         c.move(room, 0.7, 0.1);  // all on the wire before the join:ack can come back

@@ -108,10 +108,10 @@ BOOST_AUTO_TEST_CASE(a_throwing_core_is_contained_and_the_next_event_still_arriv
 BOOST_AUTO_TEST_CASE(posted_work_of_a_destroyed_broker_runs_nothing) {
     boost::asio::io_context io;
     flk::options opts;
-    std::vector<recorder> events(2);
+    recorder events_a, events_b;
     flk::memory_hub hub{2};
-    auto a = std::make_unique<flk::memory_broker>(io.get_executor(), opts, events[0], hub, 0);
-    auto b = std::make_unique<flk::memory_broker>(io.get_executor(), opts, events[1], hub, 1);
+    auto a = std::make_unique<flk::memory_broker>(io.get_executor(), opts, events_a, hub, 0);
+    auto b = std::make_unique<flk::memory_broker>(io.get_executor(), opts, events_b, hub, 1);
     a->start();
     b->start();
     std::string room = "r0";
