@@ -72,7 +72,7 @@ namespace flk {
 
 /// What a transport refused, by answer, since it started.
 struct websocket_refusals {
-    std::uint64_t bad_upgrade = 0;        ///< 400 (malformed upgrade) and 426 (version)
+    std::uint64_t bad_upgrade = 0;        ///< 400 (malformed upgrade), 426 (version), 411 (a chunked body)
     std::uint64_t headers_too_large = 0;  ///< 431
     std::uint64_t unauthorized = 0;       ///< 401: the core refused (a wrong ?apiKey=)
     std::uint64_t origin = 0;             ///< 403: Origin not in FLOCK_ALLOWED_ORIGINS
