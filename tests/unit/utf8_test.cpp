@@ -4,6 +4,8 @@
 #include <flock/detail/utf8.hpp>
 #include <flock/detail/ws_frame.hpp>
 
+#include "unit/client_frame.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 #include <span>
@@ -18,14 +20,9 @@ using flk::detail::ws_opcode;
 using flk::detail::ws_reader;
 using result = ws_reader::result;
 
+// Masked client frames, each with a short payload.
 inline std::string masked(ws_opcode op, std::string_view payload, bool fin = true) {
-    std::string const mask = "\x0f\xf0\xaa\x55";
-    std::string f;
-    f += static_cast<char>((fin ? 0x80 : 0) | static_cast<int>(op));
-    f += static_cast<char>(0x80 | payload.size());  // tests stay under 126 bytes
-    f += mask;
-    for (std::size_t i = 0; i < payload.size(); ++i) f += static_cast<char>(payload[i] ^ mask[i % 4]);
-    return f;
+    return flk::test::client_frame(op, payload, fin, "\x0f\xf0\xaa\x55");
 }
 
 /// An item copied out of the reader, so it outlives the next call.
