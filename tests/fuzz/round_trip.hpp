@@ -8,6 +8,8 @@
 #include <flock/detail/json_writer.hpp>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -32,7 +34,13 @@ namespace flk::fuzz {
 /// Boost's serializer may read back one ULP off: docs/fuzzing.md.
 inline bool near(double a, double b) {
     if (a == b) return true;
-    return std::fabs(a - b) <= 4 * std::numeric_limits<double>::epsilon() * std::max(std::fabs(a), std::fabs(b));
+    if (std::isnan(a) || std::isnan(b) || std::signbit(a) != std::signbit(b)) return false;
+    // Distance in units in the last place: for doubles of one sign the bit
+    // patterns are ordered, so this holds for subnormals too, where a
+    // relative epsilon is far smaller than one ULP.
+    auto const ia = std::bit_cast<std::uint64_t>(a);
+    auto const ib = std::bit_cast<std::uint64_t>(b);
+    return (ia > ib ? ia - ib : ib - ia) <= 4;
 }
 
 inline bool near(boost::json::value const& a, boost::json::value const& b);
