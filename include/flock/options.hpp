@@ -3,6 +3,7 @@
 #pragma once
 
 #include <flock/connection_gate.hpp>
+#include <flock/http.hpp>
 #include <flock/log.hpp>
 
 #include <algorithm>
@@ -78,6 +79,9 @@ struct options {
     /// Let other listeners in this process bind the same port (SO_REUSEPORT),
     /// so the kernel spreads connections over them. sharded_server sets it.
     bool reuse_port = false;
+    /// Pages and endpoints served beside `GET /health`, tried in order for
+    /// any request that is not a WebSocket upgrade (flock/http.hpp).
+    std::vector<http_route> http_routes;
 
     /// Where log lines go; stderr when empty.
     logger::sink_type log_sink;

@@ -398,6 +398,60 @@ BOOST_AUTO_TEST_CASE(unknown_path_or_method_is_404) {
     BOOST_TEST(s.events.open_count() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(http_routes_answer_in_order_now_or_later_and_decline_to_404) {
+    std::vector<std::thread> helpers;
+    std::mutex mu;
+    flk::http_request seen;
+    server s([&](flk::options& o) {
+        o.http_routes.push_back([&](flk::http_request const& req, flk::http_responder& reply) {
+            if (req.path != "/now") return false;
+            {
+                std::lock_guard lk(mu);
+                seen = req;
+            }
+            reply({.status = 201, .content_type = "text/html; charset=utf-8", .body = "<p>now</p>",
+                   .headers = {{"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"Cache-Control", "no-store"}}});
+            return true;
+        });
+        o.http_routes.push_back([&](flk::http_request const& req, flk::http_responder& reply) {
+            if (req.path != "/later" && req.path != "/now") return false;
+            std::lock_guard lk(mu);
+            helpers.emplace_back([reply] { reply({.body = "from another thread"}); });  // answered off the loop
+            return true;
+        });
+        o.http_routes.push_back([](flk::http_request const& req, flk::http_responder&) -> bool {
+            if (req.path == "/throws") throw std::runtime_error("route failed");
+            return false;
+        });
+    });
+    flk::test::http_client c(s.port);
+    auto now = c.request(boost::beast::http::verb::post, "/now?x=1&y=2", "password=p%40ss");
+    BOOST_TEST(now.status == 201);
+    BOOST_TEST(now.content_type == "text/html; charset=utf-8");
+    BOOST_TEST(now.body == "<p>now</p>");
+    BOOST_TEST(now.header("cache-control") == "no-store");
+    BOOST_TEST(std::distance(now.headers.equal_range("set-cookie").first, now.headers.equal_range("set-cookie").second) == 2);
+    {
+        std::lock_guard lk(mu);
+        BOOST_TEST(seen.method == "POST");
+        BOOST_TEST(seen.target == "/now?x=1&y=2");
+        BOOST_TEST(seen.path == "/now");
+        BOOST_TEST(seen.query == "x=1&y=2");
+        BOOST_TEST(seen.body == "password=p%40ss");
+        BOOST_TEST(seen.header("USER-AGENT") == "flock-test");
+        BOOST_TEST(seen.remote_address == "127.0.0.1");
+    }
+    auto later = c.get("/later");  // same keep-alive connection, answered from a helper thread
+    BOOST_TEST(later.status == 200);
+    BOOST_TEST(later.body == "from another thread");
+    BOOST_TEST(later.keep_alive);
+    BOOST_TEST(c.get("/health").status == 200);  // /health is not a route and cannot be shadowed
+    BOOST_TEST(c.get("/elsewhere").status == 404);
+    BOOST_TEST(flk::test::http_get(s.port, "/throws").status == 500);
+    std::lock_guard lk(mu);
+    for (auto& t : helpers) t.join();
+}
+
 BOOST_AUTO_TEST_CASE(http_keep_alive_serves_several_requests) {
     server s;
     flk::test::http_client c(s.port);

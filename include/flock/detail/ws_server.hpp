@@ -415,6 +415,8 @@ private:
     void on_header(boost::system::error_code ec);
     void on_read(boost::system::error_code ec);
     void upgrade();
+    bool route(ws_http::request<ws_http::string_body> const& req, bool keep_alive);
+    void answer(http_response res, bool keep_alive);
     void prepare(ws_http::status status, std::string body, std::string_view content_type, bool keep_alive);
     void write_response(bool keep_alive);
     void respond(ws_http::status status, std::string body, std::string_view content_type, bool keep_alive) {
@@ -1111,7 +1113,49 @@ inline void http_session::on_read(boost::system::error_code ec) {
         respond(ws_http::status::ok, std::move(body), "application/json", keep_alive);
         return;
     }
+    if (route(req, keep_alive)) return;
     respond(ws_http::status::not_found, "not found\n", "text/plain", keep_alive);
+}
+
+// options::http_routes, in order. A route may answer later, from any thread:
+// the answer is posted back to this session's loop.
+inline bool http_session::route(ws_http::request<ws_http::string_body> const& req, bool keep_alive) {
+    auto const& routes = srv_->opts().http_routes;
+    if (routes.empty()) return false;
+    http_request r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    r.path = std::string(target_path(r.target));
+    if (auto const q = r.target.find('?'); q != std::string::npos)
+        r.query = r.target.substr(q + 1, r.target.find('#', q) - q - 1);
+    for (auto const& f : req) r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    r.body = req.body();
+    boost::system::error_code ec;
+    r.remote_address = remote_.address().to_string(ec);
+    http_responder reply = [self = shared_from_this(), keep_alive](http_response res) {
+        ws_net::post(self->stream_.get_executor(), [self, keep_alive, res = std::move(res)]() mutable {
+            self->answer(std::move(res), keep_alive);
+        });
+    };
+    for (auto const& route : routes) {
+        bool taken = false;
+        try {
+            taken = route(r, reply);
+        } catch (std::exception const& e) {
+            srv_->log().error("http route threw", {{"path", r.path}, {"error", e.what()}});
+            respond(ws_http::status::internal_server_error, "internal error\n", "text/plain", false);
+            return true;
+        }
+        if (taken) return true;
+    }
+    return false;
+}
+
+inline void http_session::answer(http_response res, bool keep_alive) {
+    if (ended_) return;
+    prepare(static_cast<ws_http::status>(res.status), std::move(res.body), res.content_type, keep_alive);
+    for (auto& [name, value] : res.headers) res_.insert(name, value);
+    write_response(keep_alive);
 }
 
 inline void http_session::upgrade() {
