@@ -261,7 +261,8 @@ delivery_tally tally_delivery(std::vector<std::unique_ptr<worker>> const& worker
                               std::int64_t window_start) {
     std::vector<connection const*> by_id(n);
     for (auto const& w : workers)
-        for (auto const& c : w->connections()) by_id[c->id()] = c.get();
+        for (auto const& c : w->connections())
+            if (!c->churner()) by_id[c->id()] = c.get();
     delivery_tally d;
     for (auto const* c : by_id) {
         if (!c->joined_before(window_start)) continue;
@@ -325,7 +326,13 @@ bj::object make_result(options const& o, worker_stats const& s,
           {"drain_s", o.drain_s},
           {"threads", o.threads},
           {"sample", o.sample},
-          {"codec", o.codec}}},
+          {"codec", o.codec},
+          {"phase", o.lockstep ? "lockstep" : "random"},
+          {"seed", o.seed},
+          {"churn", o.churn},
+          {"churn_period_s", o.churn_period_s}}},
+        {"churn",
+         {{"joins", s.churn_joins}, {"leaves", s.churn_leaves}, {"failures", to_object(s.churn_failures)}}},
         {"connections",
          {{"attempted", o.connections},
           {"upgraded", s.upgraded},
@@ -434,7 +441,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "flock-load: %s\n", e.what());
         return 2;
     }
-    raise_file_limit(o.connections);
+    raise_file_limit(o.connections + o.churn);
 
     run_clock clock;
     run_control control;
@@ -442,7 +449,7 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<worker>> workers;
     for (unsigned t = 0; t < o.threads; ++t) {
         std::vector<std::uint32_t> ids;
-        for (std::uint32_t id = t; id < o.connections; id += o.threads) ids.push_back(id);
+        for (std::uint32_t id = t; id < o.connections + o.churn; id += o.threads) ids.push_back(id);
         workers.push_back(std::make_unique<worker>(cfg, t, ids));
     }
     std::vector<std::thread> threads;

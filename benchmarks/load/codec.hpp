@@ -64,6 +64,7 @@ public:
     virtual void encode_join(std::string& out, std::string_view room, std::string_view user) const = 0;
     virtual void encode_move(std::string& out, std::string_view room, double x, double y) const = 0;
     virtual void encode_heartbeat(std::string& out, std::string_view room) const = 0;
+    virtual void encode_leave(std::string& out, std::string_view room) const = 0;
 
     /// What a connection that reads content must keep (see codec_session);
     /// null when the encoding needs nothing.
@@ -101,6 +102,9 @@ public:
 
     void encode_heartbeat(std::string& out, std::string_view room) const override {
         out.append(R"({"type":"heartbeat","roomId":")").append(room).append(R"("})");
+    }
+    void encode_leave(std::string& out, std::string_view room) const override {
+        out.append(R"({"type":"leave","roomId":")").append(room).append(R"("})");
     }
 
     inbound parse_frame(std::string_view payload, bool content, codec_session*) const override {
@@ -195,6 +199,9 @@ public:
     }
     void encode_heartbeat(std::string& out, std::string_view room) const override {
         out += wire_.encode_client(flk::client::heartbeat{std::string(room)});
+    }
+    void encode_leave(std::string& out, std::string_view room) const override {
+        out += wire_.encode_client(flk::client::leave{std::string(room)});
     }
 
     std::unique_ptr<codec_session> make_session() const override { return std::make_unique<state>(); }

@@ -51,10 +51,17 @@ struct worker_context {
 
 class connection {
 public:
-    /// Connection `id` of the run; `checked`: read message content.
+    /// Connection `id` of the run; `checked`: read message content. Ids
+    /// from --connections on are churning users (--churn), never checked.
     connection(boost::asio::io_context& io, worker_context& ctx, std::uint32_t id, bool checked)
-        : ctx_(ctx), socket_(io), id_(id), checked_(checked) {
+        : ctx_(ctx), socket_(io), id_(id), checked_(checked && id < ctx.cfg.opts.connections),
+          churner_(id >= ctx.cfg.opts.connections) {
         auto const& o = ctx.cfg.opts;
+        if (churner_) {
+            room_id_ = "c" + ctx.cfg.run_id + "-" + std::to_string((id - o.connections) / o.room_size);
+            mask_key_ = static_cast<std::uint32_t>(ctx.rng());
+            return;
+        }
         room_base_ = id / o.room_size * o.room_size;
         slot_ = id - room_base_;
         members_ = std::min(o.room_size, o.connections - room_base_);
@@ -73,12 +80,16 @@ public:
         state_ = state::connecting;
         deadline_us_ = now + static_cast<std::int64_t>(ctx_.cfg.opts.connect_timeout_s * 1e6);
         auto const& t = ctx_.cfg.targets[id_ % ctx_.cfg.targets.size()];
-        socket_.async_connect(t.endpoint, [this](boost::system::error_code ec) { on_connect(ec); });
+        socket_.async_connect(t.endpoint, [this, g = generation_](boost::system::error_code ec) {
+            if (g == generation_) on_connect(ec);
+        });
     }
 
     /// Called once per schedule period: the user's cursor move and, when
-    /// due, its heartbeat.
+    /// due, its heartbeat. A churning user whose time is up leaves instead,
+    /// and comes back at once on a new connection.
     void visit(std::int64_t now) {
+        if (churner_ && state_ != state::idle && now >= cycle_at_us_) return cycle(now);
         if (state_ != state::joined) return;
         if (!ctx_.cfg.opts.idle) send_move();
         if (now >= next_heartbeat_us_ && now < ctx_.cfg.control.window_end_us.load(std::memory_order_relaxed)) {
@@ -100,6 +111,10 @@ public:
     /// has not joined by now counts as failed.
     void shutdown() {
         if (state_ == state::closed) return;
+        if (churner_) {
+            if (state_ == state::joined) send_frame(ws::opcode::close, ws::close_payload(1000));
+            return close_socket();
+        }
         if (state_ != state::joined) return lose(std::string("still ") + state_name() + " at the end of the run");
         send_frame(ws::opcode::close, ws::close_payload(1000));
         close_socket();
@@ -107,6 +122,7 @@ public:
 
     // Results, read once the worker has stopped.
     std::uint32_t id() const { return id_; }
+    bool churner() const { return churner_; }
     bool checked() const { return checked_; }
     std::uint32_t room_base() const { return room_base_; }
     std::uint32_t slot() const { return slot_; }
@@ -136,6 +152,27 @@ private:
 
     std::int64_t heartbeat_interval_us() const {
         return static_cast<std::int64_t>(ctx_.cfg.opts.heartbeat_s * 1e6);
+    }
+
+    std::int64_t churn_period_us() const { return static_cast<std::int64_t>(ctx_.cfg.opts.churn_period_s * 1e6); }
+
+    /// A churning user's turn: leave and close politely, then connect and
+    /// join again on a new socket.
+    void cycle(std::int64_t now) {
+        if (state_ == state::joined) {
+            ctx_.payload.clear();
+            ctx_.cfg.wire.encode_leave(ctx_.payload, room_id_);
+            send_frame(ctx_.cfg.wire.frame_opcode(), ctx_.payload);
+            send_frame(ws::opcode::close, ws::close_payload(1000));
+            ++ctx_.stats.churn_leaves;
+        }
+        close_socket();
+        ++generation_;  // what the old socket still reports is for nobody
+        inbox_.clear();
+        outbox_.clear();
+        fragments_.clear();
+        cycle_at_us_ = now + static_cast<std::int64_t>(ctx_.cfg.opts.connect_timeout_s * 1e6);  // if this one hangs
+        start(now);
     }
 
     // ------------------------------------------------------------ opening
@@ -171,7 +208,7 @@ private:
         data.remove_prefix(r.size);
         state_ = state::joining;
         ++ctx_.open;
-        ++ctx_.stats.upgraded;
+        if (!churner_) ++ctx_.stats.upgraded;
         ctx_.payload.clear();
         auto const user = "u" + std::to_string(id_);
         ctx_.cfg.wire.encode_join(ctx_.payload, room_id_, user);
@@ -182,6 +219,13 @@ private:
 
     void on_joined() {
         auto const now = ctx_.read_time_us;
+        if (churner_) {
+            state_ = state::joined;
+            ++ctx_.stats.churn_joins;
+            next_heartbeat_us_ = now + heartbeat_interval_us();
+            cycle_at_us_ = now + churn_period_us();
+            return;
+        }
         state_ = state::joined;
         joined_us_ = now;
         ctx_.stats.join_time.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - join_sent_us_)));
@@ -194,7 +238,9 @@ private:
 
     void wait_readable() {
         socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
-                           [this](boost::system::error_code ec) { on_readable(ec); });
+                           [this, g = generation_](boost::system::error_code ec) {
+                               if (g == generation_) on_readable(ec);
+                           });
     }
 
     /// Reads until the socket is drained. A read that does not fill the
@@ -326,8 +372,10 @@ private:
         auto const now = ctx_.cfg.clock.now_us();
         ctx_.payload.clear();
         ctx_.cfg.wire.encode_move(ctx_.payload, room_id_, static_cast<double>(seq_++), static_cast<double>(now));
-        ++ctx_.stats.moves_sent;
-        if (ctx_.cfg.control.in_window(now)) ++moves_in_window_;
+        if (!churner_) {
+            ++ctx_.stats.moves_sent;
+            if (ctx_.cfg.control.in_window(now)) ++moves_in_window_;
+        }
         send_frame(ctx_.cfg.wire.frame_opcode(), ctx_.payload);
     }
 
@@ -354,7 +402,9 @@ private:
 
     void wait_writable() {
         socket_.async_wait(boost::asio::ip::tcp::socket::wait_write,
-                           [this](boost::system::error_code ec) { on_writable(ec); });
+                           [this, g = generation_](boost::system::error_code ec) {
+                               if (g == generation_) on_writable(ec);
+                           });
     }
 
     void on_writable(boost::system::error_code ec) {
@@ -371,7 +421,10 @@ private:
     /// The connection is gone: a failure if it never joined, a disconnect after.
     void lose(std::string const& reason) {
         if (state_ == state::closed) return;
-        if (state_ == state::joined) {
+        if (churner_) {  // tried again at its next cycle
+            ++ctx_.stats.churn_failures[reason];
+            cycle_at_us_ = ctx_.cfg.clock.now_us() + churn_period_us();
+        } else if (state_ == state::joined) {
             ++ctx_.stats.disconnects[reason];
         } else {
             ++ctx_.stats.failures[reason];
@@ -393,7 +446,10 @@ private:
     boost::asio::ip::tcp::socket socket_;
     std::uint32_t id_;
     bool checked_;
+    bool churner_;
     state state_ = state::idle;
+    std::int64_t cycle_at_us_ = 0;  ///< churning users: when to leave (or retry)
+    std::uint64_t generation_ = 0;  ///< socket generations: a churning user reconnects
     std::uint32_t room_base_ = 0;
     std::uint32_t slot_ = 0;
     std::uint32_t members_ = 0;  ///< users in this connection's room

@@ -17,7 +17,10 @@ namespace load {
 inline constexpr char const* usage = R"(usage: flock-load [options]
 
 Opens N WebSocket connections to a flock server in rooms of R users; each user
-sends cursor:move at H Hz (phases spread evenly) and a heartbeat every 10 s.
+sends cursor:move at H Hz and a heartbeat every 10 s. Each user's moves keep a
+phase of their own in the send period, drawn at random (--phase random), as
+real users' do; --phase lockstep is the best case, where a room's members send
+one right after another and the server can batch a room's fan-out.
 After the ramp and a warm-up it measures a steady window, then prints a JSON
 result on stdout. A cursor:move carries x = sequence number, y = send time in
 µs since the run start, which receivers use for latency, duplicates and gaps.
@@ -27,6 +30,16 @@ result on stdout. A cursor:move carries x = sequence number, y = send time in
   --connections N        connections to open                      [100]
   --room-size R          users per room                           [10]
   --hz H                 cursor moves per second per user         [10]
+  --phase random|lockstep
+                         random: each user's phase in the send period is drawn
+                         from --seed (real users); lockstep: connection k of a
+                         worker's n sends at k/n of the period, so the members
+                         of a room send together (a best case)   [random]
+  --seed S               seed of the random phases                [1]
+  --churn C              C more users, in rooms of their own, that connect,
+                         join, move, leave and disconnect over and over (not
+                         counted in delivery or latency)          [0]
+  --churn-period S       seconds a churning user stays joined     [5]
   --idle                 join and heartbeat only, no cursor moves
   --heartbeat S          heartbeat interval per user, seconds     [10]
   --ramp-rate R          connections opened per second            [500]
@@ -56,6 +69,10 @@ struct options {
     std::uint32_t room_size = 10;
     double hz = 10;
     bool idle = false;
+    bool lockstep = false;
+    std::uint64_t seed = 1;
+    std::uint32_t churn = 0;
+    double churn_period_s = 5;
     double heartbeat_s = 10;
     double ramp_rate = 500;
     double warmup_s = 2;
@@ -125,6 +142,14 @@ inline options parse_options(int argc, char** argv) {
         else if (arg == "--room-size") o.room_size = number<std::uint32_t>(arg, next());
         else if (arg == "--hz") o.hz = number<double>(arg, next());
         else if (arg == "--idle") o.idle = true;
+        else if (arg == "--phase") {
+            auto const v = next();
+            if (v != "random" && v != "lockstep") throw std::invalid_argument("--phase must be random or lockstep");
+            o.lockstep = v == "lockstep";
+        }
+        else if (arg == "--seed") o.seed = number<std::uint64_t>(arg, next());
+        else if (arg == "--churn") o.churn = number<std::uint32_t>(arg, next());
+        else if (arg == "--churn-period") o.churn_period_s = number<double>(arg, next());
         else if (arg == "--heartbeat") o.heartbeat_s = number<double>(arg, next());
         else if (arg == "--ramp-rate") o.ramp_rate = number<double>(arg, next());
         else if (arg == "--warmup") o.warmup_s = number<double>(arg, next());
@@ -153,7 +178,8 @@ inline options parse_options(int argc, char** argv) {
     check(o.duration_s > 0 && o.warmup_s >= 0 && o.drain_s >= 0, "--duration must be positive, --warmup and --drain not negative");
     check(o.sample > 0 && o.sample <= 1, "--sample must be in (0, 1]");
     check(o.connect_timeout_s > 0, "--connect-timeout must be positive");
-    o.threads = std::min(o.threads, o.connections);
+    check(o.churn_period_s > 0, "--churn-period must be positive");
+    o.threads = std::min(o.threads, o.connections + o.churn);
     return o;
 }
 

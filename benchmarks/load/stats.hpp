@@ -105,6 +105,11 @@ struct worker_stats {
     std::map<int, std::uint64_t> close_codes;          ///< close frames received, by code
     std::map<std::string, std::uint64_t> errors;       ///< `error` messages by code
 
+    // Churning users (--churn): counted apart from the measured ones.
+    std::uint64_t churn_joins = 0;   ///< joins acknowledged
+    std::uint64_t churn_leaves = 0;  ///< leave + close sent after --churn-period
+    std::map<std::string, std::uint64_t> churn_failures;  ///< cycles cut short: reason -> count
+
     void merge(worker_stats const& o) {
         upgraded += o.upgraded;
         moves_sent += o.moves_sent;
@@ -123,6 +128,9 @@ struct worker_stats {
         for (auto const& [k, v] : o.failures) failures[k] += v;
         for (auto const& [k, v] : o.disconnects) disconnects[k] += v;
         for (auto const& [k, v] : o.close_codes) close_codes[k] += v;
+        churn_joins += o.churn_joins;
+        churn_leaves += o.churn_leaves;
+        for (auto const& [k, v] : o.churn_failures) churn_failures[k] += v;
         for (auto const& [k, v] : o.errors) errors[k] += v;
     }
 };

@@ -1,7 +1,8 @@
 // One generator thread: its own io_context and its share of the connections.
 // A 1 ms tick opens connections on the ramp schedule and visits each joined
-// user once per send period, in a fixed phase order, so moves leave evenly
-// spread over the period instead of in bursts.
+// user once per send period, at its phase in the period: drawn at random per
+// user (real users move independently), or k/n for the worker's k-th of n
+// connections with --phase lockstep (a room's members one after another).
 #pragma once
 
 #include "connection.hpp"
@@ -10,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -30,9 +32,11 @@ public:
             return std::floor((id + 1) * o.sample) > std::floor(id * o.sample);
         };
         for (auto id : ids) conns_.push_back(std::make_unique<connection>(io_, ctx_, id, checked(id)));
-        ctx_.unsettled = conns_.size();
+        ctx_.unsettled = static_cast<std::uint64_t>(
+            std::ranges::count_if(conns_, [](auto const& c) { return !c->churner(); }));
         // Idle users are visited once a second, for their heartbeats only.
-        period_us_ = o.idle ? 1e6 : 1e6 / o.hz;
+        period_us_ = std::max<std::int64_t>(1, std::llround(o.idle ? 1e6 : 1e6 / o.hz));
+        plan_phases();
         publish();
     }
 
@@ -80,14 +84,46 @@ private:
             conns_[next_open_++]->start(now);
     }
 
-    /// Local connection k's phase is k/n of the period. `visited_` counts
-    /// visits since the start; a late tick catches up, but never by more
-    /// than one period (nobody sends twice in a period).
+    /// Each connection's phase (µs into the period), and the visiting
+    /// order: by phase. A random phase depends only on --seed and the
+    /// connection's id, not on how ids are split over workers.
+    void plan_phases() {
+        auto const n = conns_.size();
+        auto const& o = ctx_.cfg.opts;
+        std::vector<std::int64_t> phase(n);
+        for (std::size_t k = 0; k < n; ++k) {
+            phase[k] = o.lockstep ? static_cast<std::int64_t>(k) * period_us_ / static_cast<std::int64_t>(n)
+                                  : static_cast<std::int64_t>(mix(o.seed, conns_[k]->id()) %
+                                                              static_cast<std::uint64_t>(period_us_));
+        }
+        order_.resize(n);
+        for (std::size_t k = 0; k < n; ++k) order_[k] = k;
+        std::ranges::stable_sort(order_, {}, [&](std::size_t k) { return phase[k]; });
+        phases_.resize(n);
+        for (std::size_t k = 0; k < n; ++k) phases_[k] = phase[order_[k]];
+    }
+
+    /// splitmix64 of (seed, id): a well-spread value per connection.
+    static std::uint64_t mix(std::uint64_t seed, std::uint64_t id) {
+        std::uint64_t z = seed * 0x9E3779B97F4A7C15ull + id + 0x632BE59BD9B4E019ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+
+    /// Visits every connection whose phase has come. `visited_` counts
+    /// visits since the start (round r, position i in phase order: visit
+    /// r * n + i); a late tick catches up, but never by more than one period
+    /// (nobody sends twice in a period).
     void visit_due(std::int64_t now) {
         auto const n = static_cast<std::int64_t>(conns_.size());
-        auto const due = static_cast<std::int64_t>(static_cast<double>(now) * static_cast<double>(n) / period_us_);
+        if (n == 0) return;
+        auto const round = now / period_us_;
+        auto const into = now - round * period_us_;
+        auto const passed = std::ranges::upper_bound(phases_, into) - phases_.begin();
+        auto const due = round * n + passed;
         visited_ = std::max(visited_, due - n);
-        for (; visited_ < due; ++visited_) conns_[static_cast<std::size_t>(visited_ % n)]->visit(now);
+        for (; visited_ < due; ++visited_) conns_[order_[static_cast<std::size_t>(visited_ % n)]]->visit(now);
     }
 
     void publish() {
@@ -114,7 +150,9 @@ private:
     boost::asio::steady_timer timer_;
     std::vector<std::unique_ptr<connection>> conns_;
     worker_progress progress_;
-    double period_us_ = 1e5;
+    std::int64_t period_us_ = 100'000;
+    std::vector<std::size_t> order_;      ///< connection indices by phase
+    std::vector<std::int64_t> phases_;    ///< their phases, ascending
     std::size_t next_open_ = 0;
     std::int64_t visited_ = 0;
     std::int64_t next_housekeeping_us_ = 0;
