@@ -60,6 +60,13 @@ struct options {
     /// this long while frames wait for it (a client that stopped reading) is
     /// closed with 1008; 0 = never. Any bytes drained restart the clock.
     std::chrono::milliseconds write_stall{30000};
+    /// FLOCK_WRITE_DELAY_MS: a connection's cursor frames are held up to this
+    /// long so that those of several users leave in one write (Centrifugo's
+    /// write delay, uWebSockets' cork); 0 = written in the loop turn they
+    /// were sent in. Any other frame (presence, acks, errors), a ping or a
+    /// close is written at once, with the cursors held before it: nothing is
+    /// reordered, and only cursors wait.
+    std::chrono::milliseconds write_delay{0};
     /// FLOCK_ALLOWED_ORIGINS: the `Origin` values a WebSocket upgrade may
     /// carry (others get 403); empty = any. A request without `Origin` (not
     /// from a browser) is let through: the check stops other sites' pages.
@@ -123,6 +130,7 @@ struct options {
             fail("FLOCK_MAX_SEND_QUEUE_BYTES", "must be at least FLOCK_MAX_FRAME_BYTES");
         if (handshake_timeout.count() <= 0) fail("FLOCK_HANDSHAKE_TIMEOUT_MS", "must be at least 1");
         if (idle_timeout.count() <= 0) fail("FLOCK_IDLE_TIMEOUT_MS", "must be at least 1");
+        if (write_delay.count() < 0 || write_delay.count() > 1000) fail("FLOCK_WRITE_DELAY_MS", "must be 0 to 1000");
         for (auto const& k : api_keys)
             if (k.empty()) fail("FLOCK_API_KEYS", "holds an empty key");
         for (auto const& o : allowed_origins)
@@ -157,6 +165,8 @@ struct options {
             o.max_connections_per_ip = number<std::uint32_t>("FLOCK_MAX_CONNECTIONS_PER_IP", *v, 0);
         if (auto v = var("FLOCK_WRITE_STALL_MS"))
             o.write_stall = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_WRITE_STALL_MS", *v, 0));
+        if (auto v = var("FLOCK_WRITE_DELAY_MS"))
+            o.write_delay = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_WRITE_DELAY_MS", *v, 0, 1000));
         if (auto v = var("FLOCK_JOIN_TIMEOUT_MS"))
             o.join_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_JOIN_TIMEOUT_MS", *v, 0));
         if (auto v = var("FLOCK_PRESENCE_TTL_SECONDS"))

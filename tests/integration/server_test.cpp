@@ -126,6 +126,81 @@ BOOST_FIXTURE_TEST_CASE(a_burst_in_one_write_reaches_every_prompt_reader_whole_a
     }
 }
 
+// FLOCK_WRITE_DELAY_MS: cursors wait up to the delay, everything else goes
+// at once and takes the held cursors along, in order.
+namespace write_delay {
+
+// The next text frame's JSON (a ping may come first on a slow machine).
+json::object next_json(rw::client& c) {
+    for (;;) {
+        auto f = c.read_frame();
+        BOOST_TEST_REQUIRE(f.has_value(), "no frame");
+        if (f->opcode == 0x9) continue;
+        BOOST_TEST_REQUIRE(f->opcode == 0x1u, f->describe());
+        return json::parse(f->payload).as_object();
+    }
+}
+
+void expect_cursors(rw::client& reader, std::initializer_list<double> xs) {
+    for (double x : xs) {
+        auto m = next_json(reader);
+        BOOST_TEST_REQUIRE(m.at("type").as_string() == "cursor:updated");
+        BOOST_TEST(std::abs(x_of(m) - x) < 1e-9, "expected x=" << x << ", got " << x_of(m));
+    }
+}
+
+}  // namespace write_delay
+
+BOOST_FIXTURE_TEST_CASE(a_write_delay_holds_cursors_for_about_the_delay_and_delivers_them_whole_in_order, fixture) {
+    opts.write_delay = 300ms;
+    restart();
+    auto alice = raw_joined(srv->port, "r", "alice");
+    auto bob = raw_joined(srv->port, "r", "bob");
+    BOOST_TEST(write_delay::next_json(*alice).at("type").as_string() == "user:joined");  // presence: not held
+    auto const sent = std::chrono::steady_clock::now();
+    alice->send(moves("r", 4, 0.1, 0.1));
+    write_delay::expect_cursors(*bob, {0.1, 0.2, 0.3, 0.4});
+    // Held, not written in the turn they were sent in: released no earlier
+    // than 7/8 of the delay (a lower bound, which load cannot break).
+    BOOST_TEST((std::chrono::steady_clock::now() - sent >= 260ms));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_write_delay_never_holds_presence_acks_errors_or_closes, fixture) {
+    opts.write_delay = 1000ms;  // the longest allowed: anything that waited for it would show
+    restart();
+    auto alice = raw_joined(srv->port, "r", "alice");
+    auto bob = raw_joined(srv->port, "r", "bob");
+    BOOST_TEST(write_delay::next_json(*alice).at("type").as_string() == "user:joined");
+    auto const waited_less_than_the_delay = [start = std::chrono::steady_clock::now()] {
+        return std::chrono::steady_clock::now() - start < 900ms;
+    };
+    // Moves, then a presence update, in one write: bob gets the moves (held
+    // for him) and then the presence, together and at once.
+    alice->send(moves("r", 3, 0.1, 0.1) +
+                rw::frame(rw::op::text, msg::in_room("presence:update", "r", R"(,"metadata":{"status":"away"})")));
+    write_delay::expect_cursors(*bob, {0.1, 0.2, 0.3});
+    BOOST_TEST(write_delay::next_json(*bob).at("type").as_string() == "presence:updated");
+    // An acknowledgement is not held either.
+    bob->send(rw::frame(rw::op::text, msg::in_room("heartbeat", "r")));
+    BOOST_TEST(write_delay::next_json(*bob).at("type").as_string() == "heartbeat:ack");
+    // Nor an error: a move without a position is answered at once.
+    bob->send(rw::frame(rw::op::text, R"({"type":"cursor:move","roomId":"r"})"));
+    BOOST_TEST(write_delay::next_json(*bob).at("type").as_string() == "error");
+    BOOST_TEST(waited_less_than_the_delay());
+    // Nor a close: moves held for bob, then the server stops. Alice's ack
+    // proves the moves were queued for bob before the stop.
+    alice->send(moves("r", 2, 0.7, 0.1) + rw::frame(rw::op::text, msg::in_room("heartbeat", "r")));
+    BOOST_TEST(write_delay::next_json(*alice).at("type").as_string() == "heartbeat:ack");
+    auto const stopping = std::chrono::steady_clock::now();
+    std::thread stopper([&] { srv->stop(); });
+    write_delay::expect_cursors(*bob, {0.7, 0.8});
+    auto close = bob->read_frame();
+    BOOST_TEST_REQUIRE(close.has_value());
+    BOOST_TEST(close->close_code() == 1001u, close->describe());
+    BOOST_TEST((std::chrono::steady_clock::now() - stopping < 900ms));
+    stopper.join();
+}
+
 BOOST_FIXTURE_TEST_CASE(the_three_moves_before_a_join_reach_a_prompt_reader_in_order, fixture) {
     auto bob = joined("r", "bob");
     rw::client alice(srv->port);

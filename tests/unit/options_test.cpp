@@ -60,8 +60,13 @@ BOOST_AUTO_TEST_CASE(limits_for_hostile_clients_are_read) {
            {"FLOCK_MAX_CONNECTIONS", "5000"},
            {"FLOCK_MAX_CONNECTIONS_PER_IP", "20"},
            {"FLOCK_JOIN_TIMEOUT_MS", "0"},
-           {"FLOCK_WRITE_STALL_MS", "1500"}}};
+           {"FLOCK_WRITE_STALL_MS", "1500"},
+           {"FLOCK_WRITE_DELAY_MS", "20"}}};
     auto o = e.read();
+    BOOST_TEST(o.write_delay.count() == 20);
+    BOOST_TEST(flk::options{}.write_delay.count() == 0);  // off unless asked for
+    env const long_delay{{{"FLOCK_WRITE_DELAY_MS", "1001"}}};
+    BOOST_TEST(long_delay.error().starts_with("FLOCK_WRITE_DELAY_MS must be"));
     BOOST_TEST(o.allowed_origins == (std::vector<std::string>{"https://a.example", "http://localhost:3000"}),
                boost::test_tools::per_element());
     BOOST_TEST(o.origin_allowed("HTTPS://A.EXAMPLE"));

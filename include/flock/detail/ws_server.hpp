@@ -14,7 +14,10 @@
 //   conflation once the connection is congested) and marks it dirty. One flush, posted once per
 //   turn of the event loop, writes each dirty connection's queue in one
 //   gather write (header, payload, header, payload, ...), so under load many
-//   frames leave in one syscall. A cut write waits for writability.
+//   frames leave in one syscall. A cut write waits for writability. With a
+//   write delay (options::write_delay), cursor frames wait up to that long
+//   first, so that more of them share a write; any other frame flushes at
+//   once, with the cursors queued before it.
 // - Timers: one transport-wide tick pings silent connections, drops those
 //   that stay silent and gives up closes that take too long. No connection
 //   has a timer of its own.
@@ -56,6 +59,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -174,6 +178,7 @@ struct ws_connection {
     ws_state state = ws_state::opening;
     piece cut = piece::none;       ///< what a write cut short: it goes on first
     bool dirty = false;            ///< listed for the next flush
+    bool held = false;             ///< listed in the write delay's queue (options::write_delay)
     bool awaiting_write = false;   ///< a write was cut: waiting for writability
     bool ping_sent = false;        ///< pinged since bytes last arrived
     bool peer_closed = false;      ///< the peer's close arrived: ours is the last thing to write
@@ -260,6 +265,7 @@ public:
           acceptor_(ex_),
           backoff_(ex_),
           tick_(ex_),
+          delay_timer_(ex_),
           tick_interval_(tick_interval_for(opts)),
           ping_ticks_(ticks_in(opts.idle_timeout / 2)),
           idle_ticks_(ticks_in(opts.idle_timeout)),
@@ -344,6 +350,9 @@ private:
     void refuse_input(ws_connection& c, std::uint16_t code, std::string_view why);
     // writing
     void mark_dirty(ws_connection& c);
+    void hold(ws_connection& c);
+    void release_held();
+    void arm_delay();
     void flush_dirty();
     void write_out(ws_connection& c);
     bool gather(ws_connection& c);
@@ -379,6 +388,11 @@ private:
     std::unordered_map<std::uint64_t, std::weak_ptr<http_session>> http_sessions_;
     std::vector<connection_id> dirty_;     // connections the next flush writes
     std::vector<connection_id> flushing_;  // the ones the running flush writes
+    // The write delay: held connections with the time their cursors are due
+    // out. One delay for all, so the queue is in due order.
+    std::deque<std::pair<clock::time_point, connection_id>> held_;
+    ws_net::steady_timer delay_timer_;
+    bool delay_armed_ = false;
     std::vector<connection_id> expired_;   // found by the running tick
     std::vector<connection_id> stalled_;   // likewise: their sockets took no bytes for the stall limit
     std::unique_ptr<char[]> read_buffer_;
@@ -631,7 +645,10 @@ inline void ws_server::send(connection_id id, frame const& f) {
         request_close(*c, close_code::try_again_later, "send queue full");
         return;
     }
-    mark_dirty(*c);
+    // Only cursors wait for the write delay; anything else goes out in this
+    // turn's flush, and takes the cursors queued before it along.
+    if (f.conflatable && opts_.write_delay.count() > 0) hold(*c);
+    else mark_dirty(*c);
 }
 
 inline void ws_server::close(connection_id id, std::uint16_t code, std::string_view reason) {
@@ -672,6 +689,7 @@ inline void ws_server::detach() {
     acceptor_.close(ignored);
     backoff_.cancel();
     tick_.cancel();
+    delay_timer_.cancel();
     auto https = std::move(http_sessions_);
     for (auto& [key, weak] : https)
         if (auto s = weak.lock()) s->abort();
@@ -804,6 +822,38 @@ inline void ws_server::mark_dirty(ws_connection& c) {
     // frames queued meanwhile leave together.
     flush_posted_ = true;
     ws_net::post(ex_, [self = shared_from_this()] { self->flush_dirty(); });
+}
+
+// The write delay: the connection is written when its first held cursor has
+// waited options::write_delay, unless something else flushes it sooner.
+inline void ws_server::hold(ws_connection& c) {
+    if (c.dirty || c.awaiting_write || c.held) return;  // a write is coming anyway
+    c.held = true;
+    held_.emplace_back(clock::now() + opts_.write_delay, c.id);
+    if (!delay_armed_) arm_delay();
+}
+
+// Releases every connection due within an eighth of the delay: one timer
+// wake-up serves many connections, and none waits longer than the delay.
+inline void ws_server::release_held() {
+    auto const until = clock::now() + opts_.write_delay / 8;
+    while (!held_.empty() && held_.front().first <= until) {
+        if (auto* c = find(held_.front().second)) {
+            c->held = false;
+            mark_dirty(*c);
+        }
+        held_.pop_front();
+    }
+    if (!held_.empty()) arm_delay();
+}
+
+inline void ws_server::arm_delay() {
+    delay_armed_ = true;
+    delay_timer_.expires_at(held_.front().first);
+    delay_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        self->delay_armed_ = false;
+        if (!ec) self->release_held();
+    });
 }
 
 inline void ws_server::flush_dirty() {
