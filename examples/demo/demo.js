@@ -45,7 +45,7 @@ wsUrl.search = wsUrl.hash = '';
 
 const client = new FlockClient({ url: wsUrl.href, backoffMaxMs: 10_000 });
 let myStatus = 'active';
-const room = client.join(roomId, { userId, metadata: { name, color, status: myStatus } });
+let room = client.join(roomId, { userId, metadata: { name, color, status: myStatus } });
 window.flockDemo = { client, room, userId, name };
 
 // ---- connection state -----------------------------------------------------------
@@ -151,6 +151,7 @@ client.on('joined', () => {
   for (const m of room.list()) if (m.cursor) setCursor(m.userId, m.cursor);
 });
 client.on('member:left', (e) => setCursor(e.member.userId, null));
+client.on('member:joined', (e) => setCursor(e.member.userId, null)); // a re-join starts without a cursor
 client.on('presence', (e) => {
   const c = cursors.get(e.userId);
   if (c) c.el.querySelector('.label').textContent = displayName(room.members.get(e.userId));
@@ -217,4 +218,8 @@ board.addEventListener('pointermove', (e) => {
 board.addEventListener('pointerleave', () => room.leaveCursor());
 for (const type of ['keydown', 'pointerdown', 'wheel']) window.addEventListener(type, active, { passive: true });
 window.addEventListener('pagehide', () => client.close());
+window.addEventListener('pageshow', (e) => {
+  // Back from the back/forward cache: join again (close() left the room).
+  if (e.persisted) window.flockDemo.room = room = client.join(roomId, { userId, metadata: { ...room.metadata } });
+});
 renderPeople();
