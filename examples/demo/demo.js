@@ -3,7 +3,8 @@
 // state, built on clients/js/flock.js (served beside this file).
 //
 // URL parameters: room (default "lobby"), name (default a random one),
-// idleMs (default 60000: "idle" after a minute without input).
+// idleMs (default 60000: "idle" after a minute without input), apiKey (for a
+// server with FLOCK_API_KEYS).
 import { FlockClient } from './flock.js';
 
 const params = new URLSearchParams(location.search);
@@ -42,6 +43,8 @@ document.title = `flock demo · ${roomId}`;
 const wsUrl = new URL('.', location.href);
 wsUrl.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
 wsUrl.search = wsUrl.hash = '';
+// A server with FLOCK_API_KEYS: /?apiKey=... hands the key to the upgrade.
+if (params.get('apiKey')) wsUrl.searchParams.set('apiKey', params.get('apiKey'));
 
 const client = new FlockClient({ url: wsUrl.href, backoffMaxMs: 10_000 });
 let myStatus = 'active';
