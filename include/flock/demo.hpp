@@ -4,13 +4,13 @@
 // each use with a cheap 304.
 //
 // flock-server compiles the page's files into itself at build time
-// (cmake/embed_files.cmake writes flock_demo_assets.hpp, a table of
+// (cmake/embed_files.cmake writes flock_demo_assets.cpp, a table of
 // flk::static_file, from examples/demo/ and clients/js/flock.js), so an
 // installed binary needs nothing beside it:
 //
 //     #include <flock/demo.hpp>
-//     #include "flock_demo_assets.hpp"
-//     if (opts.demo) opts.http_routes.push_back(flk::demo_route(flk::demo_assets::files));
+//     #include "flock_demo_assets.hpp"   // examples/: std::span<static_file const> demo_assets::files()
+//     if (opts.demo) opts.http_routes.push_back(flk::demo_route(flk::demo_assets::files()));
 //
 // Any program can serve its own files the same way with flk::static_files_route.
 #pragma once
