@@ -132,8 +132,8 @@ BOOST_AUTO_TEST_CASE(empty_variables_keep_the_default) {
     BOOST_TEST(o.port == 8787);
     BOOST_TEST(o.threads == 0u);  // one event loop per core
     BOOST_TEST(!o.demo);          // production servers do not serve the demo page
-    BOOST_TEST(!env{{{"FLOCK_DEMO", "false"}}}.read().demo);
-    BOOST_TEST(env{{{"FLOCK_DEMO", "true"}}}.read().demo);
+    BOOST_TEST((!env{{{"FLOCK_DEMO", "false"}}}.read().demo));
+    BOOST_TEST((env{{{"FLOCK_DEMO", "true"}}}.read().demo));
 }
 
 BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
