@@ -75,6 +75,7 @@ export class Server {
         while ((i = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);
+          if (this.log.length > 5000) this.log.splice(0, 1000);
           this.log.push(line);
           if (line.includes('msg="flock-server started"')) resolve();
         }
@@ -89,10 +90,14 @@ export class Server {
   }
 
   async stop(signal = 'SIGKILL') {
-    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill('SIGCONT');
-    this.proc.kill(signal);
-    await this.exited;
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill('SIGCONT');
+      this.proc.kill(signal);
+      await this.exited;
+    }
+    // A sanitizer build reports what it found on stderr: that fails the test.
+    const report = this.log.find((l) => /ERROR: \w+Sanitizer|runtime error:/.test(l));
+    if (report) throw new Error(`flock-server: ${report}\n${this.log.slice(-30).join('\n')}`);
   }
 }
 
