@@ -242,14 +242,23 @@ const statusOf = (p, other, status) =>
   until(p, `who-is-online shows ${other.name} as ${status}`, ({ id, status }) =>
     document.querySelector(`#people li[data-user="${id}"]`)?.dataset.status === status, { id: other.userId, status });
 
-/** Moves `mover`'s mouse to (x, y) and waits until `watcher` draws its cursor there, within a few pixels. */
+/**
+ * Moves `mover`'s mouse to (x, y) and waits until `watcher` draws its cursor
+ * there, within a few pixels, at rest: the same place on two polls in a row
+ * (the page's interpolation moves a cursor that has not arrived every frame),
+ * so a cursor merely passing through the spot does not count.
+ */
 async function follows(mover, watcher, x, y) {
   await mover.page.mouse.move(x, y, { steps: 4 });
   await until(watcher, `${mover.name}'s cursor follows the mouse to (${x}, ${y}) within ${TOLERANCE_PX} px`, ({ id, x, y, tol, name }) => {
     const el = document.querySelector(`.cursor[data-user="${id}"]`);
     if (!el || el.querySelector('.label').textContent !== name) return false;
     const r = el.getBoundingClientRect();
-    return Math.abs(r.left - x) <= tol && Math.abs(r.top - y) <= tol;
+    const at = `${r.left},${r.top}`;
+    const seen = (window.__cursorSeen ??= {});
+    const still = seen[id] === at;
+    seen[id] = at;
+    return still && Math.abs(r.left - x) <= tol && Math.abs(r.top - y) <= tol;
   }, { id: mover.userId, x, y, tol: TOLERANCE_PX, name: mover.name });
 }
 
