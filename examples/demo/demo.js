@@ -4,7 +4,7 @@
 //
 // URL parameters: room (default "lobby"), name (default a random one),
 // idleMs (default 60000: "idle" after a minute without input), apiKey (for a
-// server with FLOCK_API_KEYS).
+// server with FLOCK_API_KEYS), protocol (binary: flock.binary.v2).
 import { FlockClient } from './flock.js';
 
 const params = new URLSearchParams(location.search);
@@ -46,7 +46,9 @@ wsUrl.search = wsUrl.hash = '';
 // A server with FLOCK_API_KEYS: /?apiKey=... hands the key to the upgrade.
 if (params.get('apiKey')) wsUrl.searchParams.set('apiKey', params.get('apiKey'));
 
-const client = new FlockClient({ url: wsUrl.href, backoffMaxMs: 10_000 });
+// ?protocol=binary speaks flock.binary.v2 (docs/binary-codec.md) instead of JSON.
+const protocol = params.get('protocol') === 'binary' ? 'binary' : 'json';
+const client = new FlockClient({ url: wsUrl.href, protocol, backoffMaxMs: 10_000 });
 let myStatus = 'active';
 let room = client.join(roomId, { userId, metadata: { name, color, status: myStatus } });
 window.flockDemo = { client, room, userId, name };

@@ -290,8 +290,13 @@ async function screenshot(people, file) {
 async function session({ servers, track, room, shot }) {
   const [sa, sb] = [servers[0], servers.at(-1)];
   const ann = track(await openPerson(sa, 'Ann', room));
-  const ben = track(await openPerson(sb, 'Ben', room, shot ? '' : '&idleMs=1200'));
+  // Ben's page speaks the binary protocol (?protocol=binary), Ann's JSON.
+  const ben = track(await openPerson(sb, 'Ben', room, shot ? '' : '&idleMs=1200&protocol=binary'));
   for (const p of [ann, ben]) await statusIs(p, 'open', 'connected');
+  if (!shot) {
+    const wires = await Promise.all([ann, ben].map((p) => p.page.evaluate(() => window.flockDemo.client.wire)));
+    check(wires[0] === 'json' && wires[1] === 'binary', `Ann's page speaks ${wires[0]}, Ben's ${wires[1]} (flock.binary.v2)`);
+  }
   check((await ann.page.textContent('#room')) === room, `the page shows the room from ?room= (${room})`);
   await lists(ann, ['Ann', 'Ben']);
   await lists(ben, ['Ann', 'Ben']);
