@@ -89,6 +89,11 @@ struct options {
     /// Pages and endpoints served beside `GET /health`, tried in order for
     /// any request that is not a WebSocket upgrade (flock/http.hpp).
     std::vector<http_route> http_routes;
+    /// FLOCK_DEMO: serve the demo page (a shared canvas of live cursors) at
+    /// `/` and `/demo`. Off by default. flock-server adds the route
+    /// (flk::demo_route, flock/demo.hpp); a program embedding flock adds it
+    /// itself, since the page's files are compiled into flock-server.
+    bool demo = false;
 
     /// Where log lines go; stderr when empty.
     logger::sink_type log_sink;
@@ -152,11 +157,8 @@ struct options {
         if (auto v = var("FLOCK_PORT")) o.port = number<std::uint16_t>("FLOCK_PORT", *v, 0, 65535);
         if (auto v = var("FLOCK_REDIS_URL")) o.redis_url = std::string(*v);
         if (auto v = var("FLOCK_REDIS_CA_FILE")) o.redis_ca_file = std::string(*v);
-        if (auto v = var("FLOCK_REDIS_TLS_VERIFY")) {
-            if (*v == "0" || *v == "false") o.redis_tls_verify = false;
-            else if (*v == "1" || *v == "true") o.redis_tls_verify = true;
-            else fail("FLOCK_REDIS_TLS_VERIFY", "must be 1 or 0", *v);
-        }
+        if (auto v = var("FLOCK_REDIS_TLS_VERIFY")) o.redis_tls_verify = flag("FLOCK_REDIS_TLS_VERIFY", *v);
+        if (auto v = var("FLOCK_DEMO")) o.demo = flag("FLOCK_DEMO", *v);
         if (auto v = var("FLOCK_API_KEYS")) o.api_keys = split_list("FLOCK_API_KEYS", *v);
         if (auto v = var("FLOCK_ALLOWED_ORIGINS")) o.allowed_origins = split_list("FLOCK_ALLOWED_ORIGINS", *v);
         if (auto v = var("FLOCK_MAX_CONNECTIONS"))
@@ -209,6 +211,12 @@ private:
             m += '\'';
         }
         throw config_error(m);
+    }
+
+    static bool flag(std::string_view var, std::string_view text) {
+        if (text == "1" || text == "true") return true;
+        if (text == "0" || text == "false") return false;
+        fail(var, "must be 1 or 0", text);
     }
 
     template <class N>

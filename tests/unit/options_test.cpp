@@ -108,7 +108,8 @@ BOOST_AUTO_TEST_CASE(every_variable_is_read) {
            {"FLOCK_MAX_SEND_QUEUE_BYTES", "8192"},
            {"FLOCK_HANDSHAKE_TIMEOUT_MS", "1500"},
            {"FLOCK_IDLE_TIMEOUT_MS", "20000"},
-           {"FLOCK_THREADS", "3"}}};
+           {"FLOCK_THREADS", "3"},
+           {"FLOCK_DEMO", "1"}}};
     auto o = e.read();
     BOOST_TEST(o.port == 9000);
     BOOST_TEST(o.host == "127.0.0.1");
@@ -128,12 +129,16 @@ BOOST_AUTO_TEST_CASE(every_variable_is_read) {
     BOOST_TEST(o.handshake_timeout.count() == 1500);
     BOOST_TEST(o.idle_timeout.count() == 20000);
     BOOST_TEST(o.threads == 3u);
+    BOOST_TEST(o.demo);
 }
 
 BOOST_AUTO_TEST_CASE(empty_variables_keep_the_default) {
     auto o = env{{{"FLOCK_PORT", ""}, {"FLOCK_LOG_LEVEL", ""}}}.read();
     BOOST_TEST(o.port == 8787);
     BOOST_TEST(o.threads == 0u);  // one event loop per core
+    BOOST_TEST(!o.demo);          // production servers do not serve the demo page
+    BOOST_TEST((!env{{{"FLOCK_DEMO", "false"}}}.read().demo));
+    BOOST_TEST((env{{{"FLOCK_DEMO", "true"}}}.read().demo));
 }
 
 BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
@@ -155,6 +160,7 @@ BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
     check("FLOCK_IDLE_TIMEOUT_MS", "99999999999999999999999");
     check("FLOCK_THREADS", "all");
     check("FLOCK_THREADS", "5000");
+    check("FLOCK_DEMO", "yes");
 }
 
 BOOST_AUTO_TEST_CASE(inconsistent_values_are_refused) {
