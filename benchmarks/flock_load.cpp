@@ -13,11 +13,14 @@
 #include "load/target.hpp"
 #include "load/worker.hpp"
 
+#include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -454,6 +457,15 @@ int main(int argc, char** argv) {
     }
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+    // Under a real-time policy (benchmarks/run with FLOCK_CHRT), a saturated
+    // worker would never yield to this thread, which times the window: put
+    // it one priority above the workers.
+    if (int const policy = sched_getscheduler(0); policy == SCHED_FIFO || policy == SCHED_RR) {
+        sched_param p{};
+        sched_getparam(0, &p);
+        p.sched_priority = std::min(p.sched_priority + 1, sched_get_priority_max(policy));
+        pthread_setschedparam(pthread_self(), policy, &p);
+    }
 
     supervisor sup(o, clock, control, workers);
     sup.run();
