@@ -40,7 +40,7 @@ struct redis_settings {
     std::chrono::milliseconds cursor_quiet{250};
     /// See cursor_quiet: how stale the Redis copy of a cursor that keeps
     /// moving may get (its other instances' members see every move anyway).
-    std::chrono::milliseconds cursor_flush_interval{2000};
+    std::chrono::milliseconds cursor_flush_interval{5000};
     /// Presence and cursor TTLs are refreshed (EXPIRE) by a sign of life
     /// only when this long has passed since the last refresh; TTL / 3 when
     /// unset. A user is evicted after TTL - this without a sign of life at worst.

@@ -161,13 +161,15 @@ return created
 ///   -> {{gone ids...}, {id, metadata, x, y, ...}}
 inline constexpr std::string_view sweep = R"lua(
 local pprefix, cprefix = ARGV[1], ARGV[2]
-local gone, fresh, known = {}, {}, {}
+local gone, fresh, known, live = {}, {}, {}, {}
 for i = 3, #ARGV do known[ARGV[i]] = true end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', pprefix .. id) == 0 then
     redis.call('SREM', KEYS[1], id)
     if not known[id] then gone[#gone + 1] = id end
-  elseif not known[id] then
+  elseif known[id] then
+    live[id] = true
+  else
     local c = redis.call('HMGET', cprefix .. id, 'x', 'y')
     fresh[#fresh + 1] = id
     fresh[#fresh + 1] = redis.call('HGET', pprefix .. id, 'metadata') or '{}'
@@ -176,7 +178,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 for i = 3, #ARGV do
-  if redis.call('EXISTS', pprefix .. ARGV[i]) == 0 then gone[#gone + 1] = ARGV[i] end
+  -- A known user found live in the set above is not looked up twice.
+  if not live[ARGV[i]] and redis.call('EXISTS', pprefix .. ARGV[i]) == 0 then gone[#gone + 1] = ARGV[i] end
 end
 return {gone, fresh}
 )lua";
