@@ -42,8 +42,11 @@ struct redis_settings {
     /// moving may get (its other instances' members see every move anyway).
     std::chrono::milliseconds cursor_flush_interval{5000};
     /// Presence and cursor TTLs are refreshed (EXPIRE) by a sign of life
-    /// only when this long has passed since the last refresh; TTL / 3 when
-    /// unset. A user is evicted after TTL - this without a sign of life at worst.
+    /// only when this long has passed since the last refresh; when unset,
+    /// TTL / 3 or 0.8 x the heartbeat interval, whichever is shorter (so
+    /// every heartbeat of an otherwise quiet user refreshes, as before).
+    /// A user with no sign of life is evicted TTL - this after its last one
+    /// at worst.
     std::optional<std::chrono::milliseconds> ttl_refresh_after;
     /// options::redis_batch (FLOCK_REDIS_BATCH_MS): 0 = one PUBLISH per
     /// broadcast; above 0, a room's broadcasts of this long in one PUBLISH
