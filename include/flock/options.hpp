@@ -36,6 +36,12 @@ struct options {
     std::optional<std::string> redis_url;                ///< FLOCK_REDIS_URL
     std::optional<std::string> redis_ca_file;            ///< FLOCK_REDIS_CA_FILE: PEM CAs for rediss:// (else the system's)
     bool redis_tls_verify = true;                        ///< FLOCK_REDIS_TLS_VERIFY: 0 only for tests
+    /// FLOCK_REDIS_BATCH_MS: 0 (default) publishes one envelope per
+    /// broadcast, as the reference does. Above 0, a room's broadcasts are
+    /// gathered for up to this long and published together on the room's
+    /// batch channel, which only flock instances read: for clusters made of
+    /// flock instances only (docs/scaling.md).
+    std::chrono::milliseconds redis_batch{0};
     std::vector<std::string> api_keys;                   ///< FLOCK_API_KEYS; empty = open mode
     std::chrono::seconds presence_ttl{30};               ///< FLOCK_PRESENCE_TTL_SECONDS
     std::chrono::milliseconds heartbeat_interval{10000}; ///< FLOCK_HEARTBEAT_INTERVAL_MS
@@ -159,6 +165,8 @@ struct options {
         if (auto v = var("FLOCK_REDIS_CA_FILE")) o.redis_ca_file = std::string(*v);
         if (auto v = var("FLOCK_REDIS_TLS_VERIFY")) o.redis_tls_verify = flag("FLOCK_REDIS_TLS_VERIFY", *v);
         if (auto v = var("FLOCK_DEMO")) o.demo = flag("FLOCK_DEMO", *v);
+        if (auto v = var("FLOCK_REDIS_BATCH_MS"))
+            o.redis_batch = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_REDIS_BATCH_MS", *v, 0, 1000));
         if (auto v = var("FLOCK_API_KEYS")) o.api_keys = split_list("FLOCK_API_KEYS", *v);
         if (auto v = var("FLOCK_ALLOWED_ORIGINS")) o.allowed_origins = split_list("FLOCK_ALLOWED_ORIGINS", *v);
         if (auto v = var("FLOCK_MAX_CONNECTIONS"))

@@ -10,6 +10,10 @@
 //   subscriber connection per instance.
 // - Join is one Lua script: cluster-wide capacity, atomically, and the
 //   snapshot of the others in the same round trip.
+// - Redis commands per cursor move stay near one (the PUBLISH): cursor
+//   hashes are written behind, many in one script call, and TTLs refreshed
+//   only every TTL / 3; FLOCK_REDIS_BATCH_MS (flock-only clusters) puts a
+//   room's broadcasts of a window in one PUBLISH (docs/scaling.md).
 // - Evictions: `__keyevent@{db}__:expired` notifications, plus a periodic
 //   sweep of the rooms this instance follows (keyspace events can be late,
 //   and are lost while disconnected). Evictions are reported to the core

@@ -30,8 +30,28 @@ struct redis_settings {
     /// gone, so other instances have time to write their users back when
     /// Redis lost its data; 2 x reconnect_max when unset.
     std::optional<std::chrono::milliseconds> restore_grace;
-    /// Cursor hashes are written at most this often per user (latest wins).
-    std::chrono::milliseconds cursor_flush_interval{100};
+    /// Cursor hashes (`flock:cursor:*`). A user's first move (after a join,
+    /// a cursor:leave or a reconnect) is written at once, ahead of its
+    /// PUBLISH: a relayed cursor is always in Redis. Later moves are written
+    /// behind, all of an instance's due cursors in one script call per
+    /// flush: a cursor that has not moved for `cursor_quiet` (so a snapshot
+    /// read from Redis shows where a user stopped, at most 2 x cursor_quiet
+    /// late), and one that keeps moving every `cursor_flush_interval`.
+    std::chrono::milliseconds cursor_quiet{250};
+    /// See cursor_quiet: how stale the Redis copy of a cursor that keeps
+    /// moving may get (its other instances' members see every move anyway).
+    std::chrono::milliseconds cursor_flush_interval{5000};
+    /// Presence and cursor TTLs are refreshed (EXPIRE) by a sign of life
+    /// only when this long has passed since the last refresh; when unset,
+    /// TTL / 3 or 0.8 x the heartbeat interval, whichever is shorter (so
+    /// every heartbeat of an otherwise quiet user refreshes, as before).
+    /// A user with no sign of life is evicted TTL - this after its last one
+    /// at worst.
+    std::optional<std::chrono::milliseconds> ttl_refresh_after;
+    /// options::redis_batch (FLOCK_REDIS_BATCH_MS): 0 = one PUBLISH per
+    /// broadcast; above 0, a room's broadcasts of this long in one PUBLISH
+    /// on its batch channel (flock-only clusters).
+    std::chrono::milliseconds publish_batch{0};
     /// How long stop() waits for Redis before closing anyway.
     std::chrono::milliseconds stop_timeout{2000};
     /// Turn on `notify-keyspace-events Ex` when it is off (CONFIG SET).
@@ -42,6 +62,7 @@ struct redis_settings {
         redis_settings s;
         s.ca_file = o.redis_ca_file;
         s.tls_verify = o.redis_tls_verify;
+        s.publish_batch = o.redis_batch;
         return s;
     }
 };

@@ -6,6 +6,7 @@
 #include <flock/broker/redis_settings.hpp>
 #include <flock/codec/json.hpp>
 #include <flock/detail/contain.hpp>
+#include <flock/detail/redis/batch.hpp>
 #include <flock/detail/redis/connection.hpp>
 #include <flock/detail/redis/keys.hpp>
 #include <flock/detail/redis/scripts.hpp>
@@ -110,6 +111,7 @@ public:
           sweep_timer_(ex),
           cursor_timer_(ex),
           stop_timer_(ex),
+          batch_timer_(ex),
           rng_(std::random_device{}()) {
         sweep_every_ = settings_.sweep_interval
                            ? *settings_.sweep_interval
@@ -117,6 +119,13 @@ public:
                                                                  std::chrono::duration_cast<std::chrono::milliseconds>(
                                                                      opts.presence_ttl) / 4);
         grace_ = settings_.restore_grace ? *settings_.restore_grace : 2 * settings_.reconnect_max;
+        // A third of the TTL, but below the heartbeat interval: a user who
+        // only heartbeats refreshes on every heartbeat, as before, so a late
+        // or lost heartbeat costs it no more than it did.
+        ttl_refresh_after_ = settings_.ttl_refresh_after
+                                 ? *settings_.ttl_refresh_after
+                                 : std::min(std::chrono::duration_cast<std::chrono::milliseconds>(opts.presence_ttl) / 3,
+                                            opts.heartbeat_interval * 4 / 5);
         if (url_.tls) make_tls_context();
     }
 
@@ -147,7 +156,9 @@ public:
         reconnect_timer_.cancel();
         sweep_timer_.cancel();
         cursor_timer_.cancel();
+        batch_timer_.cancel();
         if (!up_) return finish_stop();
+        flush_batches();
 
         // Users the core did not leave: announced and removed here.
         std::vector<std::pair<std::string, std::string>> users;
@@ -180,6 +191,7 @@ public:
         sweep_timer_.cancel();
         cursor_timer_.cancel();
         stop_timer_.cancel();
+        batch_timer_.cancel();
     }
 
     // ---- the Broker operations -------------------------------------------------------
@@ -257,28 +269,44 @@ public:
         send_leave(room, user, joined_at);
     }
 
+    // A sign of life refreshes the TTLs only once ttl_refresh_after (TTL / 3,
+    // at most 0.8 x the heartbeat interval) has passed since the last
+    // refresh (a join, a metadata write, a restore or a touch): the key then
+    // still has 2/3 of its TTL to live, and a busy user costs two EXPIREs
+    // per 8 s (defaults) instead of two per touch (one a second).
     void touch(std::string_view room, std::string_view user) {
         if (!up_ || stopping_) return;
-        auto p = presence_key(room, user), c = cursor_key(room, user);
-        cmd_->send({"EXPIRE", p, ttl_});
-        cmd_->send({"EXPIRE", c, ttl_});
+        auto* lu = find_local(room, user);
+        auto const now = std::chrono::steady_clock::now();
+        if (lu) {
+            if (now - lu->ttl_refreshed_at < ttl_refresh_after_) return;
+            lu->ttl_refreshed_at = now;
+        }
+        cmd_->send({"EXPIRE", presence_key(room, user), ttl_});
+        // No cursor of this session: nothing of ours to keep alive.
+        if (!lu || lu->cursor) cmd_->send({"EXPIRE", cursor_key(room, user), ttl_});
     }
 
     void set_metadata(std::string_view room, std::string_view user, metadata const& meta) {
         auto json = boost::json::serialize(meta);
-        if (auto* lu = find_local(room, user)) lu->meta_json = json;
+        auto* lu = find_local(room, user);
+        if (lu) lu->meta_json = json;
         if (!up_ || stopping_) return;
+        if (lu) lu->ttl_refreshed_at = std::chrono::steady_clock::now();  // the script refreshes the TTL
         eval(scripts_.set_metadata, 1, {presence_key(room, user), std::move(json), ttl_}, {});
     }
 
     // A cursor that has been relayed must be in every later snapshot, yet a
     // Redis write per move would double the commands of the hottest path.
-    // So the first move after a quiet spell is written at once, on the
-    // command connection, ahead of the PUBLISH the core sends next: no
-    // instance can see the move before Redis holds it. Moves within
-    // cursor_flush_interval of a write are coalesced and written by the
-    // flush; a joiner on an instance already in the room gets those from
-    // what its instance relayed (see merge_relayed_cursors).
+    // So a user's first move (no cursor hash of this session yet) is written
+    // at once, on the command connection, ahead of the PUBLISH the core
+    // sends next: no instance can see the move before Redis holds a cursor
+    // for the user. Later moves are written behind (see flush_cursors): the
+    // hash exists, only its position lags. A joiner on an instance already
+    // in the room gets the latest position from what its instance relayed
+    // (see merge_relayed_cursors); one on an instance new to the room, from
+    // Redis: at most 2 x cursor_quiet late for a cursor that stopped, and a
+    // cursor still moving is corrected by its next move.
     void set_cursor(std::string_view room, std::string_view user, position pos, std::int64_t ts) {
         auto* lu = find_local(room, user);
         if (lu) {
@@ -287,20 +315,27 @@ public:
         }
         if (stopping_ || stopped_) return;
         auto const now = std::chrono::steady_clock::now();
-        if (up_ && lu && now - lu->cursor_written_at >= settings_.cursor_flush_interval) {
+        if (up_ && lu && !lu->cursor_written) {
             drop_dirty_cursor(room, user);
-            write_cursor(room, user, pos, ts);
+            std::vector<cursor_write> one;
+            one.push_back({cursor_key(room, user), pos, ts});
+            write_cursors(one);
+            lu->cursor_written = true;
             lu->cursor_written_at = now;
             return;
         }
         auto& d = dirty_[std::string(room)][std::string(user)];
         d.pos = pos;
         d.ts = ts;
+        d.moved_at = now;
         arm_cursor_flush();
     }
 
     void clear_cursor(std::string_view room, std::string_view user) {
-        if (auto* lu = find_local(room, user)) lu->cursor.reset();
+        if (auto* lu = find_local(room, user)) {
+            lu->cursor.reset();
+            lu->cursor_written = false;  // the next move is written ahead again
+        }
         drop_dirty_cursor(room, user);
         if (!up_ || stopping_) return;
         cmd_->send({"DEL", cursor_key(room, user)});
@@ -316,8 +351,8 @@ public:
         auto [it, fresh] = rooms_.try_emplace(std::string(room));
         if (!fresh) return;
         if (up_) {
-            ++sub_acks_[it->first];
-            sub_->send({"SUBSCRIBE", channel(room)});
+            sub_acks_[it->first] += 2;  // one per channel
+            sub_->send({"SUBSCRIBE", channel(room), batch_channel(room)});
         }
     }
 
@@ -326,7 +361,8 @@ public:
         if (it == rooms_.end()) return;
         auto waiting = std::move(it->second.waiting);
         rooms_.erase(it);
-        if (up_ && !stopping_) sub_->send({"UNSUBSCRIBE", channel(room)});
+        if (up_) flush_batch(room);
+        if (up_ && !stopping_) sub_->send({"UNSUBSCRIBE", channel(room), batch_channel(room)});
         for (auto& w : waiting) w(true);  // nothing to wait for any more
     }
 
@@ -348,6 +384,8 @@ private:
         std::optional<position> cursor;
         std::int64_t cursor_ts = 0;
         std::chrono::steady_clock::time_point cursor_written_at{};  ///< last HSET of the cursor
+        bool cursor_written = false;  ///< a cursor hash of this session is (being) written
+        std::chrono::steady_clock::time_point ttl_refreshed_at = std::chrono::steady_clock::now();
         bool pending = false;  ///< join script not answered yet
         std::uint64_t seq = 0;
     };
@@ -371,6 +409,12 @@ private:
         std::vector<std::function<void(bool ok)>> waiting;  ///< joins waiting for it
     };
     struct dirty_cursor {
+        position pos;
+        std::int64_t ts = 0;
+        std::chrono::steady_clock::time_point moved_at{};
+    };
+    struct cursor_write {
+        std::string key;
         position pos;
         std::int64_t ts = 0;
     };
@@ -493,8 +537,9 @@ private:
         for (auto& [room, st] : rooms_) {
             st.confirmed = false;
             st.unconfirmed.clear();
-            ++sub_acks_[room];
+            sub_acks_[room] += 2;
             chans.push_back(channel(room));
+            chans.push_back(batch_channel(room));
         }
         std::vector<std::string_view> args{"SUBSCRIBE"};
         for (auto const& c : chans) args.push_back(c);
@@ -536,6 +581,8 @@ private:
         close_connections();
         sweep_timer_.cancel();
         cursor_timer_.cancel();
+        batch_timer_.cancel();
+        batches_.clear();  // dropped, as a PUBLISH is while down
         sub_acks_.clear();
         std::vector<std::function<void(bool)>> waiting;
         for (auto& [room, st] : rooms_) {
@@ -617,9 +664,13 @@ private:
     // Presence and cursor of users still connected here, written back after a
     // reconnect (a restarted Redis lost them; otherwise it is a refresh).
     void restore_presence() {
-        for (auto const& [room, users] : locals_)
-            for (auto const& [user, lu] : users) {
+        auto const now = std::chrono::steady_clock::now();
+        for (auto& [room, users] : locals_)
+            for (auto& [user, lu] : users) {
                 if (lu.pending) continue;
+                lu.ttl_refreshed_at = now;
+                lu.cursor_written = lu.cursor.has_value();
+                lu.cursor_written_at = now;
                 std::vector<std::string> params{members_key(room), presence_key(room, user), cursor_key(room, user),
                                                 user,               lu.meta_json,            lu.joined_at,
                                                 instance_,          ttl_};
@@ -682,6 +733,17 @@ private:
 
     void publish_impl(std::string_view room, server_message const& msg) {
         auto inner = codec_.encode(msg);
+        bool const is_left = std::holds_alternative<server::user_left>(msg);
+        if (settings_.publish_batch.count() > 0 && !is_left) {
+            auto& b = batches_[std::string(room)];
+            b.add(instance_, inner);
+            if (b.bytes() >= max_batch_bytes)
+                flush_batch(room);
+            else
+                arm_batch();
+            return;
+        }
+        flush_batch(room);  // what was gathered goes first: one order per sender
         std::string env;
         env.reserve(inner.size() + instance_.size() + 32);
         env += R"({"instanceId":")";
@@ -773,8 +835,13 @@ private:
                 on_expired(payload);
             else if (auto room = room_of_channel(ch))
                 on_broadcast(*room, payload);
+            else if (auto broom = room_of_batch_channel(ch))
+                on_batch(*broom, payload);
         } else if (kind == "subscribe" && r.elements.size() >= 2) {
-            if (auto room = room_of_channel(r.elements[1].str)) on_subscribed(*room);
+            if (auto room = room_of_channel(r.elements[1].str))
+                on_subscribed(*room);
+            else if (auto broom = room_of_batch_channel(r.elements[1].str))
+                on_subscribed(*broom);
         }
     }
 
@@ -802,6 +869,34 @@ private:
         auto const* inner = env->if_contains("message");
         auto msg = inner ? json_codec::server_from_json(*inner) : std::nullopt;
         if (!msg) return log_.debug("dropped a broadcast without a valid message", {{"room", it->first}});
+        deliver_remote(it->first, *msg);
+    }
+
+    // A batch (FLOCK_REDIS_BATCH_MS, batch.hpp): its messages one by one, in
+    // order, as if each had come in its own envelope.
+    void on_batch(std::string_view room_view, std::string_view payload) {
+        auto it = rooms_.find(room_view);
+        if (it == rooms_.end()) return;
+        auto b = parse_batch(payload);
+        if (!b) return log_.debug("dropped a batch that is not a batch envelope", {{"room", it->first}});
+        if (b->instance_id == instance_) return;  // our own
+        std::string room = it->first;
+        for (auto const& m : b->messages) {
+            // The core may leave or unsubscribe from inside a delivery.
+            if (!events_ || !rooms_.contains(room)) return;
+            auto msg = json_codec::server_from_json(m);
+            if (!msg) {
+                log_.debug("dropped a batched message that is not valid", {{"room", room}});
+                continue;
+            }
+            deliver_remote(room, *msg);
+        }
+    }
+
+    void deliver_remote(std::string const& room_name, server_message const& m0) {
+        auto it = rooms_.find(room_name);
+        if (it == rooms_.end()) return;
+        auto const* msg = &m0;
         std::string room = it->first;
         auto& st = it->second;
         bool drop = false;
@@ -950,7 +1045,7 @@ private:
     void arm_cursor_flush() {
         if (cursor_armed_ || dirty_.empty() || !up_ || stopping_) return;
         cursor_armed_ = true;
-        cursor_timer_.expires_after(settings_.cursor_flush_interval);
+        cursor_timer_.expires_after(settings_.cursor_quiet);
         auto w = weak_from_this();
         cursor_timer_.async_wait([w](boost::system::error_code ec) {
             auto self = w.lock();
@@ -961,22 +1056,80 @@ private:
         });
     }
 
+    // Every cursor_quiet: the dirty cursors that stopped (no move for
+    // cursor_quiet) or whose Redis copy is cursor_flush_interval old, all in
+    // one script call; the others wait for a later flush.
     void flush_cursors() {
-        auto dirty = std::move(dirty_);
-        dirty_.clear();
         auto const now = std::chrono::steady_clock::now();
-        for (auto const& [room, users] : dirty)
-            for (auto const& [user, d] : users) {
-                write_cursor(room, user, d.pos, d.ts);
-                if (auto* lu = find_local(room, user)) lu->cursor_written_at = now;
+        std::vector<cursor_write> due;
+        for (auto rm = dirty_.begin(); rm != dirty_.end();) {
+            auto& users = rm->second;
+            for (auto u = users.begin(); u != users.end();) {
+                auto* lu = find_local(rm->first, u->first);
+                if (lu && now - u->second.moved_at < settings_.cursor_quiet &&
+                    now - lu->cursor_written_at < settings_.cursor_flush_interval) {
+                    ++u;
+                    continue;
+                }
+                due.push_back({cursor_key(rm->first, u->first), u->second.pos, u->second.ts});
+                if (lu) {
+                    lu->cursor_written = true;
+                    lu->cursor_written_at = now;
+                }
+                u = users.erase(u);
             }
+            rm = users.empty() ? dirty_.erase(rm) : std::next(rm);
+        }
+        write_cursors(due);
+        arm_cursor_flush();
     }
 
-    void write_cursor(std::string_view room, std::string_view user, position pos, std::int64_t ts) {
-        auto key = cursor_key(room, user);
-        auto x = number_text(pos.x), y = number_text(pos.y), t = std::to_string(ts);
-        cmd_->send({"HSET", key, "x", x, "y", y, "timestamp", t});
-        cmd_->send({"EXPIRE", key, ttl_});
+    /// One `cursors` script call per max_cursors_per_call cursors.
+    void write_cursors(std::vector<cursor_write> const& cs) {
+        for (std::size_t first = 0; first < cs.size(); first += max_cursors_per_call) {
+            auto const n = std::min(cs.size() - first, max_cursors_per_call);
+            std::vector<std::string> params;
+            params.reserve(4 * n + 1);
+            for (std::size_t i = first; i < first + n; ++i) params.push_back(cs[i].key);
+            params.push_back(ttl_);
+            for (std::size_t i = first; i < first + n; ++i) {
+                params.push_back(number_text(cs[i].pos.x));
+                params.push_back(number_text(cs[i].pos.y));
+                params.push_back(std::to_string(cs[i].ts));
+            }
+            eval(scripts_.cursors, static_cast<int>(n), std::move(params), {});
+        }
+    }
+
+    // ---- batched publishing (FLOCK_REDIS_BATCH_MS) ----------------------------------
+
+    void arm_batch() {
+        if (batch_armed_ || !up_ || stopping_) return;
+        batch_armed_ = true;
+        batch_timer_.expires_after(settings_.publish_batch);
+        auto w = weak_from_this();
+        batch_timer_.async_wait([w](boost::system::error_code ec) {
+            auto self = w.lock();
+            if (!self) return;
+            self->batch_armed_ = false;
+            if (ec || !self->up_) return;
+            self->flush_batches();
+        });
+    }
+
+    void flush_batch(std::string_view room) {
+        auto it = batches_.find(room);
+        if (it == batches_.end()) return;
+        auto env = it->second.take();
+        batches_.erase(it);
+        if (up_) cmd_->send({"PUBLISH", batch_channel(room), env});
+    }
+
+    void flush_batches() {
+        auto all = std::move(batches_);
+        batches_.clear();
+        for (auto& [room, b] : all)
+            if (!b.empty() && up_) cmd_->send({"PUBLISH", batch_channel(room), b.take()});
     }
 
     // A snapshot read from Redis may lag the cursors this instance has
@@ -1030,16 +1183,21 @@ private:
     str_map<room_state> rooms_;            ///< subscribed rooms
     str_map<int> sub_acks_;                ///< SUBSCRIBE acknowledgements still due, per room
     str_map<str_map<dirty_cursor>> dirty_; ///< cursor writes not flushed yet
+    str_map<batch_builder> batches_;       ///< broadcasts gathered per room (publish_batch)
     std::vector<pending_leave> leaves_while_down_;
     std::uint64_t join_seq_ = 0, stamp_ = 0, sweeps_ = 0;
 
     std::chrono::milliseconds sweep_every_{1000};
     std::chrono::milliseconds grace_{10000};
     std::chrono::steady_clock::time_point grace_until_{};
+    std::chrono::milliseconds ttl_refresh_after_{10000};
     bool cursor_armed_ = false;
+    bool batch_armed_ = false;
+    static constexpr std::size_t max_cursors_per_call = 512;
+    static constexpr std::size_t max_batch_bytes = 32 * 1024;
     bool script_error_logged_ = false;
 
-    asio::steady_timer reconnect_timer_, sweep_timer_, cursor_timer_, stop_timer_;
+    asio::steady_timer reconnect_timer_, sweep_timer_, cursor_timer_, stop_timer_, batch_timer_;
     std::minstd_rand rng_;
 };
 

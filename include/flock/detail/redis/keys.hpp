@@ -16,6 +16,8 @@ inline constexpr std::string_view cursor_prefix = "flock:cursor:";
 inline constexpr std::string_view room_prefix = "flock:room:";
 inline constexpr std::string_view members_suffix = ":members";
 inline constexpr std::string_view channel_prefix = "flock:broadcast:";
+/// Not in PROTOCOL.md's schema: flock instances only (FLOCK_REDIS_BATCH_MS).
+inline constexpr std::string_view batch_channel_prefix = "flock:batch:";
 
 inline std::string cat(std::initializer_list<std::string_view> parts) {
     std::size_t n = 0;
@@ -41,6 +43,11 @@ inline std::string cursor_key_prefix(std::string_view room) { return cat({cursor
 inline std::string members_key(std::string_view room) { return cat({room_prefix, room, members_suffix}); }
 /// `flock:broadcast:{room}`: the room's pub/sub channel.
 inline std::string channel(std::string_view room) { return cat({channel_prefix, room}); }
+/// `flock:batch:{room}`: the room's batched broadcasts, published by flock
+/// instances with FLOCK_REDIS_BATCH_MS and read by every flock instance.
+/// Reference (Node.js) instances never subscribe to it, so a batch never
+/// reaches one (docs/scaling.md).
+inline std::string batch_channel(std::string_view room) { return cat({batch_channel_prefix, room}); }
 /// `__keyevent@{db}__:expired`
 inline std::string expired_channel(int db) { return "__keyevent@" + std::to_string(db) + "__:expired"; }
 
@@ -48,6 +55,12 @@ inline std::string expired_channel(int db) { return "__keyevent@" + std::to_stri
 inline std::optional<std::string_view> room_of_channel(std::string_view ch) {
     if (!ch.starts_with(channel_prefix)) return std::nullopt;
     return ch.substr(channel_prefix.size());
+}
+
+/// The room of a batch channel, if it is one.
+inline std::optional<std::string_view> room_of_batch_channel(std::string_view ch) {
+    if (!ch.starts_with(batch_channel_prefix)) return std::nullopt;
+    return ch.substr(batch_channel_prefix.size());
 }
 
 /// Every (room, user) an expired key `flock:presence:{room}:{user}` can name

@@ -135,6 +135,23 @@ end
 return 1
 )lua";
 
+/// Writes the cursors of many users in one call (one flush of an instance).
+/// A hash that did not exist gets its TTL; an existing one keeps its own,
+/// which signs of life refresh (broker touch), so a write is one HSET.
+///   KEYS: cursor keys   ARGV: ttl, then x, y, timestamp per key
+///   -> the number of hashes created
+inline constexpr std::string_view cursors = R"lua(
+local ttl, created = ARGV[1], 0
+for i = 1, #KEYS do
+  local a = 3 * i - 1
+  if redis.call('HSET', KEYS[i], 'x', ARGV[a], 'y', ARGV[a + 1], 'timestamp', ARGV[a + 2]) > 0 then
+    redis.call('EXPIRE', KEYS[i], ttl)
+    created = created + 1
+  end
+end
+return created
+)lua";
+
 /// The eviction safety net, per room. Members whose presence key is gone are
 /// removed from the set and reported; so are the users this instance knows
 /// in the room (passed in) whose presence key is gone, wherever they are.
@@ -144,13 +161,15 @@ return 1
 ///   -> {{gone ids...}, {id, metadata, x, y, ...}}
 inline constexpr std::string_view sweep = R"lua(
 local pprefix, cprefix = ARGV[1], ARGV[2]
-local gone, fresh, known = {}, {}, {}
+local gone, fresh, known, live = {}, {}, {}, {}
 for i = 3, #ARGV do known[ARGV[i]] = true end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', pprefix .. id) == 0 then
     redis.call('SREM', KEYS[1], id)
     if not known[id] then gone[#gone + 1] = id end
-  elseif not known[id] then
+  elseif known[id] then
+    live[id] = true
+  else
     local c = redis.call('HMGET', cprefix .. id, 'x', 'y')
     fresh[#fresh + 1] = id
     fresh[#fresh + 1] = redis.call('HGET', pprefix .. id, 'metadata') or '{}'
@@ -159,7 +178,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 for i = 3, #ARGV do
-  if redis.call('EXISTS', pprefix .. ARGV[i]) == 0 then gone[#gone + 1] = ARGV[i] end
+  -- A known user found live in the set above is not looked up twice.
+  if not live[ARGV[i]] and redis.call('EXISTS', pprefix .. ARGV[i]) == 0 then gone[#gone + 1] = ARGV[i] end
 end
 return {gone, fresh}
 )lua";
@@ -174,10 +194,11 @@ struct script_set {
     script publish_left{"publish_left", lua::publish_left};
     script restore{"restore", lua::restore};
     script sweep{"sweep", lua::sweep};
+    script cursors{"cursors", lua::cursors};
 
     template <class F>
     void for_each(F&& f) const {
-        for (auto const* s : {&join, &leave, &set_metadata, &publish_left, &restore, &sweep}) f(*s);
+        for (auto const* s : {&join, &leave, &set_metadata, &publish_left, &restore, &sweep, &cursors}) f(*s);
     }
 };
 
