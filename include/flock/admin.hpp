@@ -197,6 +197,15 @@ public:
         });
     }
 
+    /// Runs `f` (on the admin's executor) once the admin is attached and, in
+    /// Redis mode, hears other instances' close orders.
+    void when_ready(std::function<void()> f) {
+        boost::asio::post(ex_, [self = shared_from_this(), f = std::move(f)]() mutable {
+            if (self->redis_) self->redis_->when_subscribed(std::move(f));
+            else f();
+        });
+    }
+
     /// Closes the admin's Redis connections; pending requests are dropped.
     void stop() {
         boost::asio::post(ex_, [self = shared_from_this()] {

@@ -88,12 +88,20 @@ public:
 
     void stop() {
         stopped_ = true;
+        waiting_.clear();
         retry_.cancel();
         if (cmd_) cmd_->close();
         if (sub_) sub_->close();
     }
 
     bool up() const noexcept { return cmd_up_ && sub_up_; }
+
+    /// Runs `f` once close orders from other instances reach this one (the
+    /// control channel's SUBSCRIBE is confirmed): now, or then.
+    void when_subscribed(std::function<void()> f) {
+        if (subscribed_) f();
+        else when_subscribed_.push_back(std::move(f));
+    }
     std::string const& last_error() const noexcept { return error_; }
 
     /// Tells every other flock instance to close `room` ("" = every room).
@@ -109,10 +117,26 @@ public:
     void read(std::function<void(cluster_view)> done) {
         auto q = std::make_shared<query>();
         q->done = std::move(done);
-        if (!cmd_up_) {
-            q->view.notes.push_back("Redis is not reachable" + (error_.empty() ? std::string() : ": " + error_));
-            return finish(q);
-        }
+        if (cmd_up_) return run(q);
+        if (connecting_) return waiting_.push_back(q);  // answered once connected (or failed)
+        unreachable(q);
+    }
+
+private:
+    struct query {
+        cluster_view view;
+        std::function<void(cluster_view)> done;
+        std::vector<std::string> rooms;
+        std::size_t scans = 0;
+        std::size_t waiting = 0;
+    };
+
+    void unreachable(std::shared_ptr<query> const& q) {
+        q->view.notes.push_back("Redis is not reachable" + (error_.empty() ? std::string() : ": " + error_));
+        finish(q);
+    }
+
+    void run(std::shared_ptr<query> q) {
         auto const t0 = std::chrono::steady_clock::now();
         auto self = shared_from_this();
         cmd_->send({"PING"}, [self, q, t0](rd::reply&& r) {
@@ -124,15 +148,6 @@ public:
             self->scan(q, "0");
         });
     }
-
-private:
-    struct query {
-        cluster_view view;
-        std::function<void(cluster_view)> done;
-        std::vector<std::string> rooms;
-        std::size_t scans = 0;
-        std::size_t waiting = 0;
-    };
 
     static void finish(std::shared_ptr<query> const& q) {
         if (auto d = std::exchange(q->done, nullptr)) d(std::move(q->view));
@@ -235,6 +250,7 @@ private:
         cmd_ = std::make_shared<rd::connection>(ex_, tls_.get());
         sub_ = std::make_shared<rd::connection>(ex_, tls_.get());
         cmd_up_ = sub_up_ = false;
+        connecting_ = true;
         auto lost = [w = weak_from_this()](std::string const& why) {
             if (auto s = w.lock()) s->on_lost(why);
         };
@@ -242,7 +258,9 @@ private:
             if (c != self->cmd_) return;
             if (!err.empty()) return self->on_lost(err);
             self->cmd_up_ = true;
+            self->connecting_ = false;
             c->on_close(lost);
+            for (auto& q : std::exchange(self->waiting_, {})) self->run(q);
         });
         sub_->async_connect(url_, cfg, [self, lost, s = sub_](std::string const& err) {
             if (s != self->sub_) return;
@@ -260,7 +278,8 @@ private:
         if (stopped_) return;
         if (why != error_) log_.warn("admin: redis connection failed, retrying", {{"error", why}});
         error_ = why;
-        cmd_up_ = sub_up_ = false;
+        cmd_up_ = sub_up_ = connecting_ = subscribed_ = false;
+        for (auto& q : std::exchange(waiting_, {})) unreachable(q);
         if (cmd_) cmd_->close();
         if (sub_) sub_->close();
         retry_.expires_after(std::chrono::seconds(1));
@@ -271,6 +290,12 @@ private:
     }
 
     void on_push(rd::reply&& r) {
+        if (r.is_array() && r.elements.size() == 3 && r.elements[0].str == "subscribe" &&
+            r.elements[1].str == control_) {
+            subscribed_ = true;
+            for (auto& f : std::exchange(when_subscribed_, {})) f();
+            return;
+        }
         if (!r.is_array() || r.elements.size() != 3 || r.elements[0].str != "message") return;
         if (r.elements[1].str != control_) return;
         boost::system::error_code ec;
@@ -300,7 +325,10 @@ private:
     std::string control_;
     std::unique_ptr<asio::ssl::context> tls_;
     std::shared_ptr<rd::connection> cmd_, sub_;
-    bool cmd_up_ = false, sub_up_ = false, stopped_ = false;
+    bool cmd_up_ = false, sub_up_ = false, connecting_ = false, stopped_ = false;
+    std::vector<std::shared_ptr<query>> waiting_;  // reads waiting for the first connection
+    bool subscribed_ = false;                       // the control channel's SUBSCRIBE is confirmed
+    std::vector<std::function<void()>> when_subscribed_;
     std::string error_;
     asio::steady_timer retry_;
     close_order on_order_;

@@ -184,7 +184,7 @@ public:
         return &it->second;
     }
 
-    void erase(std::string const& token) {
+    void erase(std::string token) {  // a copy: it may be the map's own key
         sessions_.erase(token);
         std::erase(order_, token);
     }
