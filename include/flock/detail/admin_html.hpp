@@ -199,7 +199,8 @@ inline std::string dashboard_page(dashboard const& d, std::string_view nonce) {
         b += "<td>" + std::to_string(s.connections) + "</td><td>" + std::to_string(s.rooms) + "</td><td>" +
              html_escape(s.broker) + (s.up ? " up" : " <span class=\"err\">down</span>");
         if (!s.error.empty()) b += " (" + html_escape(s.error) + ")";
-        b += "</td><td><code>" + html_escape(s.instance) + "</code></td></tr>\n";
+        b += "</td><td>" + (s.instance.empty() ? std::string("none (one process)") : "<code>" + html_escape(s.instance) + "</code>") +
+             "</td></tr>\n";
     }
     b += "</table>\n<p>" + html_escape(d.instance_name) + ": " + std::to_string(d.shards.size()) + " shard(s), " +
          std::to_string(conns) + " connection(s)";

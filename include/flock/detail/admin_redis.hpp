@@ -106,7 +106,10 @@ public:
 
     /// Tells every other flock instance to close `room` ("" = every room).
     void publish_close(std::string const& room) {
-        if (!cmd_up_) return;
+        if (!cmd_up_) {
+            log_.warn("admin: redis is down; the close order reaches this process only", {{"room", room}});
+            return;
+        }
         boost::json::object o{{"from", process_}, {"op", room.empty() ? "close-all" : "close-room"}};
         if (!room.empty()) o["roomId"] = room;
         auto msg = boost::json::serialize(o);
