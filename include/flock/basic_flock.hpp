@@ -34,6 +34,14 @@
 
 namespace flk {
 
+/// A room as one instance sees it (basic_flock::local_rooms): for the admin
+/// dashboard, never on the hot path.
+struct local_room {
+    std::string id;
+    std::chrono::system_clock::time_point created;  ///< when its first local member arrived
+    std::vector<std::pair<std::string, metadata>> members;  ///< (userId, metadata), joined here
+};
+
 template <Transport TransportT, Broker BrokerT, Codec CodecT>
 class basic_flock final : private transport_events, private broker_events {
 public:
@@ -126,6 +134,38 @@ public:
                              [](auto const& m) { return m.second.joined; });
     }
 
+    /// The rooms with a member joined on this instance, and those members
+    /// (but those whose socket is being closed).
+    std::vector<local_room> local_rooms() const {
+        std::vector<local_room> out;
+        for (auto const& [id, r] : rooms_) {
+            local_room v{id, r.created, {}};
+            for (auto const& [user, m] : r.local)
+                if (auto c = connections_.find(m.conn); m.joined && c != connections_.end() && !c->second.closing)
+                    v.members.emplace_back(user, m.meta);
+            if (!v.members.empty()) out.push_back(std::move(v));
+        }
+        return out;
+    }
+
+    /// An operator closes a room (the admin dashboard): every local socket in
+    /// it gets `error INTERNAL_ERROR message`, then is closed (1008), as the
+    /// reference does; departures follow as for any closed socket. An empty
+    /// `room_id` closes every room. Returns the sockets closed.
+    std::size_t close_room(std::string_view room_id, std::string const& message) {
+        std::vector<connection_id> conns;
+        for (auto const& [id, r] : rooms_)
+            if (room_id.empty() || id == room_id)
+                for (auto const& [user, m] : r.local) conns.push_back(m.conn);
+        std::size_t closed = 0;
+        for (auto id : conns)
+            if (auto c = connections_.find(id); c != connections_.end() && !c->second.closing) {
+                refuse(id, c->second, error_code::internal_error, message, std::nullopt);
+                ++closed;
+            }
+        return closed;
+    }
+
 private:
     // A user in a room, on one of this instance's connections.
     struct member {
@@ -146,6 +186,7 @@ private:
                                                  // their handle (0: none, see snapshot_handle)
         flk::handle id = 0;
         flk::handle last_user_handle = 0;
+        std::chrono::system_clock::time_point created = std::chrono::system_clock::now();
     };
     struct pending_cursor {
         std::string room_id;

@@ -157,6 +157,15 @@ public:
         }
     }
 
+    /// Runs `f(i, server)` later on shard i's own thread and returns at once;
+    /// safe from any thread. Nothing runs once that shard's loop has ended.
+    template <class F>
+    void post(std::size_t i, F f) {
+        boost::asio::post(shards_[i]->io, [s = shards_[i].get(), i, f = std::move(f)]() mutable {
+            if (s->server) f(i, *s->server);
+        });
+    }
+
 private:
     static constexpr bool hub_aware =
         std::constructible_from<Server, boost::asio::any_io_executor, options, memory_hub&, std::size_t>;

@@ -598,6 +598,81 @@ async function scenarioG({ server, track }) {
   await waitUntil(ann, 'joined "demo" with ?apiKey= in the URL and sees Ben', (s) => s.rooms.demo.joined && !!s.rooms.demo.members.ben, null, 3000);
 }
 
+/**
+ * (h) the admin dashboard: sign in, two rooms with their members, close one;
+ * its members get the reference's error and lose their socket, the room
+ * leaves the dashboard, and the clients reconnect and re-join by themselves.
+ * With E2E_SCREENSHOTS=<dir>, saves admin-login.png and admin-dashboard.png.
+ */
+async function scenarioH({ server, track }) {
+  // A slower first reconnect than the default 1 s, so the dashboard can be
+  // seen without the closed room before its members come back.
+  const slow = { backoffBaseMs: 3000 };
+  const ann = track(await openUser({ server: server.wsUrl, user: 'ann', rooms: ['design-review'], meta: ANN, options: slow }));
+  const ben = track(await openUser({ server: server.wsUrl, user: 'ben', rooms: ['design-review'], meta: BEN, options: slow }));
+  const cara = track(await openUser({ server: server.wsUrl, user: 'cara', rooms: ['standup'], meta: CARA }));
+  await waitUntil(ann, 'sees Ben in "design-review"', (s) => !!s.rooms['design-review'].members.ben);
+  await waitUntil(cara, 'joined "standup"', (s) => s.rooms.standup.joined);
+
+  const context = await browser.newContext({ viewport: { width: 1100, height: 640 } });
+  const admin = { user: 'admin', context, page: await context.newPage(), console: [] };
+  track(admin);
+  admin.page.on('console', (m) => admin.console.push(`${m.type()}: ${m.text()}`));
+  const origin = `http://${HOST}:${server.port}`;
+  const login = await admin.page.goto(`${origin}/admin`);
+  check(login.status() === 200 && (await admin.page.locator('input[name="password"]').count()) === 1, 'GET /admin shows the sign-in form');
+  check(login.headers()['x-frame-options'] === 'DENY', 'the page forbids framing (X-Frame-Options: DENY)');
+  if (process.env.E2E_SCREENSHOTS) await admin.page.screenshot({ path: path.join(process.env.E2E_SCREENSHOTS, 'admin-login.png') });
+
+  await admin.page.fill('input[name="password"]', 'wrong');
+  await Promise.all([admin.page.waitForLoadState(), admin.page.click('button[type="submit"]')]);
+  check((await admin.page.locator('#message').textContent()) === 'Wrong password.', 'a wrong password is refused with a message');
+  await admin.page.fill('input[name="password"]', server.env.FLOCK_ADMIN_PASSWORD);
+  await Promise.all([admin.page.waitForSelector('#active-rooms'), admin.page.click('button[type="submit"]')]);
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'flock_admin');
+  check(!!session && session.httpOnly && session.sameSite === 'Strict', 'signed in: an HttpOnly, SameSite=Strict session cookie');
+
+  const rooms = async () => admin.page.$$eval('tr.room', (rows) => rows.map((r) => ({
+    room: r.dataset.room,
+    members: [...r.querySelectorAll('li.member')].map((li) => ({
+      name: li.querySelector('.name').textContent,
+      user: li.querySelector('.user').textContent,
+      colour: li.querySelector('rect')?.getAttribute('fill') ?? null,
+    })),
+  })));
+  checkEqual(await rooms(), [
+    { room: 'design-review', members: [{ name: 'Ann', user: 'ann', colour: ANN.color }, { name: 'Ben', user: 'ben', colour: BEN.color }] },
+    { room: 'standup', members: [{ name: 'Cara', user: 'cara', colour: CARA.color }] },
+  ], 'the dashboard lists both rooms with their members, names and colours');
+  checkEqual(
+    [await admin.page.textContent('#active-rooms'), await admin.page.textContent('#connected-users'), await admin.page.textContent('#average-per-room')],
+    ['2', '3', '1.5'],
+    'active rooms 2, connected users 3, average 1.5 per room',
+  );
+  if (process.env.E2E_SCREENSHOTS) await admin.page.screenshot({ path: path.join(process.env.E2E_SCREENSHOTS, 'admin-dashboard.png'), fullPage: true });
+
+  const closesBefore = (await snap(ann)).stats.closes.length;
+  await Promise.all([
+    admin.page.waitForLoadState(),
+    admin.page.click('tr.room[data-room="design-review"] button.close-room'),
+  ]);
+  await admin.page.waitForSelector('#active-rooms');
+  checkEqual((await rooms()).map((r) => r.room), ['standup'], 'after close-room, the dashboard lists only "standup"');
+  const expected = { type: 'error', code: 'INTERNAL_ERROR', message: 'room closed by admin' };
+  for (const u of [ann, ben]) {
+    await waitUntil(u, 'its socket was closed by the server', (s, n) => s.stats.closes.length > n, closesBefore);
+    checkEqual(receivedFrames(u, 'error'), [expected], `${u.user} received exactly the reference's error before the close`);
+  }
+  check(receivedFrames(cara, 'error').length === 0 && (await snap(cara)).stats.closes.length === 0, 'Cara, in "standup", was left alone');
+
+  // The reference client reconnects and joins again; so does the room.
+  await waitUntil(ann, 'reconnected and re-joined "design-review" with Ben', (s) => s.rooms['design-review'].joined && !!s.rooms['design-review'].members.ben);
+  await admin.page.reload();
+  checkEqual((await rooms()).map((r) => r.room), ['design-review', 'standup'], 'after the re-join, the dashboard lists the room again');
+  check(!admin.console.some((l) => /Content Security Policy/i.test(l)), 'no Content-Security-Policy violation on the admin pages');
+}
+
 const SCENARIOS = [
   { id: 'a', title: 'one room: snapshot, cursor, presence, cursor leave, leave', run: scenarioA },
   { id: 'b', title: 'several rooms on one socket, routed by roomId', run: scenarioB },
@@ -606,6 +681,7 @@ const SCENARIOS = [
   { id: 'e', title: 'API keys in the WebSocket URL', run: scenarioE, env: { FLOCK_API_KEYS: 'key-one,key-two' } },
   { id: 'f', title: 'frozen server detected by missing heartbeat acks', run: scenarioF },
   { id: 'g', title: 'open mode ignores a ?apiKey= in the URL', run: scenarioG },
+  { id: 'h', title: 'admin dashboard: sign in, two rooms, close one', run: scenarioH, env: { FLOCK_ADMIN_PASSWORD: 'e2e-admin-password', FLOCK_THREADS: '2' } },
 ];
 
 // ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 // Boost.Test prints both sides of a failed BOOST_TEST(a == b); teach it optionals.
 namespace boost::test_tools::tt_detail {
@@ -131,12 +132,15 @@ public:
     http_client& operator=(http_client const&) = delete;
 
     /// Sends one request and reads its response; throws on failure or timeout.
+    /// `headers` are added (or replace Host and User-Agent).
     http_response request(boost::beast::http::verb method, std::string_view target, std::string body = {},
-                          bool keep_alive = true) {
+                          bool keep_alive = true,
+                          std::vector<std::pair<std::string, std::string>> const& headers = {}) {
         namespace http = client_detail::http;
         http::request<http::string_body> req{method, boost::beast::string_view(target.data(), target.size()), 11};
         req.set(http::field::host, "127.0.0.1:" + std::to_string(port_));
         req.set(http::field::user_agent, "flock-test");
+        for (auto const& [name, value] : headers) req.set(name, value);
         req.keep_alive(keep_alive);
         if (!body.empty() || method == http::verb::post) {
             req.body() = std::move(body);

@@ -1,0 +1,417 @@
+// The admin dashboard (flock/admin.hpp) over real sockets: a flk::sharded_server
+// with the admin's route, its admin on a thread of its own as in flock-server,
+// real WebSocket clients, and in Redis mode two instances on a real redis-server.
+#include <flock/admin.hpp>
+#include <flock/flock.hpp>
+
+#include "integration/redis_server.hpp"
+#include "integration/ws_client.hpp"
+#include "messages.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace admin_test {
+
+namespace json = boost::json;
+namespace http = boost::beast::http;
+using flk::test::ws_client;
+using namespace std::chrono_literals;
+
+constexpr char const* password = "correct horse battery staple";
+
+// A server with its admin, as examples/flock_server.cpp wires them.
+template <class Server>
+struct instance {
+    boost::asio::io_context io{1};
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work{io.get_executor()};
+    std::thread admin_thread;
+    std::shared_ptr<flk::admin> admin;
+    std::unique_ptr<flk::sharded_server<Server>> srv;
+
+    instance(flk::admin_options a, flk::options o) {
+        o.host = "127.0.0.1";
+        o.port = 0;
+        o.log = flk::log_level::silent;
+        admin = std::make_shared<flk::admin>(io.get_executor(), a, o);
+        o.http_routes.push_back(admin->route());
+        srv = std::make_unique<flk::sharded_server<Server>>(o);
+        srv->start();
+        admin->attach(flk::admin_backend_of(*srv), "127.0.0.1:" + std::to_string(srv->port()));
+        admin_thread = std::thread([this] { io.run(); });
+        // Ready: the admin hears close orders, and every shard's broker is connected.
+        std::promise<void> ready;
+        admin->when_ready([&] { ready.set_value(); });
+        BOOST_REQUIRE(ready.get_future().wait_for(10s) == std::future_status::ready);
+        if constexpr (requires(Server& s) { s.broker().on_state_change(nullptr); }) {
+            for (std::size_t i = 0; i < srv->size(); ++i) {
+                auto up = std::make_shared<std::promise<void>>();
+                auto f = up->get_future();
+                srv->post(i, [up](std::size_t, Server& s) {
+                    if (s.broker().connected()) return up->set_value();
+                    s.broker().on_state_change([up, told = false](bool is_up, std::string const&) mutable {
+                        if (is_up && !std::exchange(told, true)) up->set_value();
+                    });
+                });
+                BOOST_REQUIRE(f.wait_for(10s) == std::future_status::ready);
+            }
+        }
+    }
+    ~instance() {
+        std::promise<void> done;
+        srv->stop([&] { done.set_value(); });
+        done.get_future().wait_for(10s);
+        srv->join();
+        admin->stop();
+        work.reset();
+        admin_thread.join();
+    }
+    std::uint16_t port() const { return srv->port(); }
+    std::string origin() const { return "http://127.0.0.1:" + std::to_string(srv->port()); }
+};
+
+flk::admin_options admin_opts(std::optional<std::string> pw = password) {
+    flk::admin_options a;
+    a.password = std::move(pw);
+    return a;
+}
+
+flk::options shard_opts(std::uint32_t threads = 2) {
+    flk::options o;
+    o.threads = threads;
+    return o;
+}
+
+// A browser's view of the admin: its cookies, the page's CSRF token, its Origin.
+struct browser {
+    std::uint16_t port;
+    std::map<std::string, std::string> cookies;
+    std::vector<std::pair<std::string, std::string>> extra;  // sent with every request
+    std::string csrf;
+
+    explicit browser(std::uint16_t p) : port(p) {}
+
+    flk::test::http_response request(http::verb v, std::string const& target, std::string body = {},
+                                     std::vector<std::pair<std::string, std::string>> headers = {}) {
+        flk::test::http_client c(port);
+        std::string jar;
+        for (auto const& [k, val] : cookies) jar += (jar.empty() ? "" : "; ") + k + "=" + val;
+        if (!jar.empty()) headers.emplace_back("Cookie", jar);
+        if (v == http::verb::post) headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+        for (auto const& h : extra) headers.push_back(h);
+        auto r = c.request(v, target, std::move(body), false, headers);
+        auto range = r.headers.equal_range("set-cookie");
+        for (auto it = range.first; it != range.second; ++it) {
+            std::string sc(it->value());
+            auto eq = sc.find('='), semi = sc.find(';');
+            auto name = sc.substr(0, eq), value = sc.substr(eq + 1, semi - eq - 1);
+            if (sc.find("Max-Age=0") != std::string::npos) cookies.erase(name);
+            else cookies[name] = value;
+        }
+        if (auto p = r.body.find("name=\"csrf\" value=\""); p != std::string::npos) {
+            p += 19;
+            csrf = r.body.substr(p, r.body.find('"', p) - p);
+        }
+        return r;
+    }
+    flk::test::http_response get(std::string const& target = "/admin") { return request(http::verb::get, target); }
+    flk::test::http_response post(std::string const& target, std::string const& body,
+                                  std::vector<std::pair<std::string, std::string>> headers = {}) {
+        if (headers.empty()) headers.emplace_back("Origin", "http://127.0.0.1:" + std::to_string(port));
+        return request(http::verb::post, target, body, std::move(headers));
+    }
+    static std::string enc(std::string_view s) {
+        std::string out;
+        for (unsigned char c : s) {
+            if (std::isalnum(c)) out += static_cast<char>(c);
+            else {
+                char buf[4];
+                std::snprintf(buf, sizeof buf, "%%%02X", c);
+                out += buf;
+            }
+        }
+        return out;
+    }
+    flk::test::http_response sign_in(std::string const& pw = password) {
+        get();  // the sign-in form: its CSRF token and cookie
+        return post("/admin", "password=" + enc(pw) + "&csrf=" + csrf);
+    }
+    bool signed_in() {
+        auto r = get();
+        return r.status == 200 && r.body.find("id=\"active-rooms\"") != std::string::npos;
+    }
+};
+
+std::string join_msg(std::string const& room, std::string const& user, json::object meta) {
+    return json::serialize(json::object{{"type", "join"}, {"roomId", room}, {"userId", user}, {"metadata", meta}});
+}
+
+std::unique_ptr<ws_client> joined(std::uint16_t port, std::string const& room, std::string const& user,
+                                  json::object meta = {}) {
+    auto c = std::make_unique<ws_client>(port);
+    c->send_text(join_msg(room, user, std::move(meta)));
+    c->read_until_type("join:ack");
+    return c;
+}
+
+// The member gets exactly the reference's error, then its socket is closed.
+void expect_closed_by_admin(ws_client& c, std::string const& who) {
+    BOOST_TEST_CONTEXT(who) {
+        auto e = c.read_until_type("error");
+        BOOST_TEST(json::serialize(e) == R"({"type":"error","code":"INTERNAL_ERROR","message":"room closed by admin"})");
+        BOOST_TEST(c.wait_close().has_value());
+    }
+}
+
+std::size_t count(std::string const& hay, std::string const& needle) {
+    std::size_t n = 0;
+    for (auto p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+    return n;
+}
+
+BOOST_AUTO_TEST_SUITE(admin)
+
+BOOST_AUTO_TEST_CASE(without_a_password_every_admin_path_is_404) {
+    instance<flk::single_node_server> s(admin_opts(std::nullopt), shard_opts(1));
+    browser b(s.port());
+    for (auto const* path : {"/admin", "/admin/", "/admin/sign-out", "/api/admin/close-room", "/api/admin/close-all"}) {
+        BOOST_TEST_CONTEXT(path) {
+            BOOST_TEST(b.get(path).status == 404);
+            BOOST_TEST(b.post(path, "password=&csrf=&roomId=r").status == 404);
+        }
+    }
+    BOOST_TEST(b.get("/health").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(sign_in_sets_a_random_httponly_strict_cookie_and_pages_carry_a_strict_csp) {
+    instance<flk::single_node_server> s(admin_opts(), shard_opts());
+    browser b(s.port());
+    auto form = b.get();
+    BOOST_TEST(form.status == 200);
+    BOOST_TEST(form.body.find("name=\"password\"") != std::string::npos);
+    BOOST_TEST(form.header("x-frame-options") == "DENY");
+    auto csp = form.header("content-security-policy");
+    BOOST_TEST(csp.find("default-src 'none'") != std::string::npos);
+    BOOST_TEST(csp.find("frame-ancestors 'none'") != std::string::npos);
+    BOOST_TEST(csp.find("unsafe-inline") == std::string::npos);
+    BOOST_TEST(form.body.find("<script") == std::string::npos);
+
+    auto in = b.sign_in();
+    BOOST_TEST(in.status == 303);
+    BOOST_TEST(in.header("location") == "/admin");
+    auto sc = std::string(in.headers.equal_range("set-cookie").first->value());
+    BOOST_TEST(sc.find("HttpOnly") != std::string::npos);
+    BOOST_TEST(sc.find("SameSite=Strict") != std::string::npos);
+    BOOST_TEST(sc.find("Secure") == std::string::npos);  // plain HTTP, no trusted proxy
+    auto token = b.cookies["flock_admin"];
+    BOOST_TEST(token.size() == 64u);
+    BOOST_TEST(token.find(json::serialize(json::value(password))) == std::string::npos);
+    BOOST_TEST(b.signed_in());
+
+    browser other(s.port());  // a second sign-in gets another token
+    other.sign_in();
+    BOOST_TEST(other.cookies["flock_admin"] != token);
+
+    // Sign out: the token is dead even if replayed.
+    BOOST_TEST(b.post("/admin/sign-out", "csrf=" + b.csrf).status == 303);
+    BOOST_TEST(!b.signed_in());
+    b.cookies["flock_admin"] = token;
+    BOOST_TEST(!b.signed_in());
+    BOOST_TEST(other.signed_in());
+}
+
+BOOST_AUTO_TEST_CASE(markup_in_room_ids_and_user_names_is_shown_inert) {
+    instance<flk::single_node_server> s(admin_opts(), shard_opts());
+    std::string const room = "<script>alert('room')</script>\"><img src=x onerror=alert(1)>";
+    std::string const user = "u\" onmouseover=\"alert(2)";
+    json::object meta{{"name", "</code><script>alert(3)</script>"}, {"color", "red\" onload=\"alert(4)"}};
+    auto c = joined(s.port(), room, user, meta);
+
+    browser b(s.port());
+    b.sign_in();
+    auto page = b.get();
+    BOOST_TEST(page.status == 200);
+    BOOST_TEST(page.body.find("<script") == std::string::npos);
+    BOOST_TEST(page.body.find("<img") == std::string::npos);
+    BOOST_TEST(page.body.find("onerror=alert") != std::string::npos);  // as text...
+    BOOST_TEST(page.body.find("\" onmouseover=") == std::string::npos);  // ...never breaking out of an attribute
+    BOOST_TEST(page.body.find("\" onload=") == std::string::npos);
+    BOOST_TEST(page.body.find("&lt;script&gt;alert(&#39;room&#39;)&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(1)&gt;") !=
+               std::string::npos);
+    BOOST_TEST(page.body.find("u&quot; onmouseover=&quot;alert(2)") != std::string::npos);
+    BOOST_TEST(page.body.find("&lt;/code&gt;&lt;script&gt;alert(3)&lt;/script&gt;") != std::string::npos);
+    BOOST_TEST(page.body.find("fill=") == std::string::npos);  // not a plain colour: no swatch, text only
+    // The escaped room id still closes that very room.
+    BOOST_TEST(b.post("/api/admin/close-room", "roomId=" + browser::enc(room) + "&csrf=" + b.csrf).status == 303);
+    expect_closed_by_admin(*c, "the member of the oddly named room");
+}
+
+BOOST_AUTO_TEST_CASE(cross_origin_or_tokenless_posts_are_refused) {
+    instance<flk::single_node_server> s(admin_opts(), shard_opts());
+    auto c = joined(s.port(), "kept", "ann");
+    browser b(s.port());
+    b.sign_in();
+    b.get();
+    auto const body = "roomId=kept&csrf=" + b.csrf;
+    BOOST_TEST(b.post("/api/admin/close-room", body, {{"Origin", "http://evil.example"}}).status == 403);
+    BOOST_TEST(b.post("/api/admin/close-all", "csrf=" + b.csrf, {{"Origin", "null"}}).status == 403);
+    BOOST_TEST(b.post("/api/admin/close-room", body, {{"Referer", "http://evil.example/page"}}).status == 403);
+    BOOST_TEST(b.post("/api/admin/close-room", "roomId=kept").status == 403);                 // no token
+    BOOST_TEST(b.post("/api/admin/close-room", "roomId=kept&csrf=" + std::string(64, '0')).status == 403);
+    // A page of another site cannot sign in either (login CSRF).
+    BOOST_TEST(b.post("/admin", "password=x&csrf=" + b.csrf, {{"Origin", "http://evil.example"}}).status == 403);
+    BOOST_TEST(c->got_nothing_for(200ms));  // nothing was closed
+    // The same request from the server's own page goes through.
+    BOOST_TEST(b.post("/api/admin/close-room", body, {{"Referer", s.origin() + "/admin"}}).status == 303);
+    expect_closed_by_admin(*c, "ann");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_passwords_are_throttled_per_client_address) {
+    auto a = admin_opts();
+    a.login_attempts = 3;
+    a.trusted_proxies = {"127.0.0.1"};  // so that X-Forwarded-For names the client
+    instance<flk::single_node_server> s(a, shard_opts(1));
+    browser guesser(s.port());
+    guesser.extra = {{"X-Forwarded-For", "203.0.113.7"}};
+    for (int i = 0; i < 3; ++i) BOOST_TEST(guesser.sign_in("guess").status == 401);
+    auto refused = guesser.sign_in();  // even the right password, now
+    BOOST_TEST(refused.status == 429);
+    BOOST_TEST(!refused.header("retry-after").empty());
+    BOOST_TEST(!guesser.signed_in());
+
+    browser other(s.port());  // another address is not held back
+    other.extra = {{"X-Forwarded-For", "203.0.113.8"}};
+    BOOST_TEST(other.sign_in().status == 303);
+    BOOST_TEST(other.signed_in());
+
+    // An untrusted peer's X-Forwarded-* are ignored: no Secure claim, its own address.
+    auto b = admin_opts();
+    instance<flk::single_node_server> plain(b, shard_opts(1));
+    browser liar(plain.port());
+    liar.extra = {{"X-Forwarded-Proto", "https"}};
+    auto in = liar.sign_in();
+    BOOST_TEST(std::string(in.headers.equal_range("set-cookie").first->value()).find("Secure") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(behind_a_trusted_tls_proxy_cookies_are_secure) {
+    auto a = admin_opts();
+    a.trusted_proxies = {"127.0.0.1"};
+    instance<flk::single_node_server> s(a, shard_opts(1));
+    browser b(s.port());
+    b.extra = {{"X-Forwarded-Proto", "https"}};
+    b.get();
+    auto in = b.post("/admin", "password=" + browser::enc(password) + "&csrf=" + b.csrf,
+                     {{"Origin", "https://127.0.0.1:" + std::to_string(s.port())}});
+    BOOST_TEST(in.status == 303);
+    BOOST_TEST(std::string(in.headers.equal_range("set-cookie").first->value()).find("; Secure") != std::string::npos);
+    // Over TLS, the plain-HTTP origin is another origin.
+    BOOST_TEST(b.signed_in());  // the dashboard's CSRF token
+    BOOST_TEST(b.post("/api/admin/close-all", "csrf=" + b.csrf, {{"Origin", s.origin()}}).status == 403);
+}
+
+BOOST_AUTO_TEST_CASE(an_expired_session_is_refused) {
+    auto a = admin_opts();
+    a.session_ttl = 1s;
+    instance<flk::single_node_server> s(a, shard_opts(1));
+    auto c = joined(s.port(), "r", "ann");
+    browser b(s.port());
+    auto const signed_at = std::chrono::steady_clock::now();
+    b.sign_in();
+    BOOST_TEST(b.signed_in());
+    auto const csrf = b.csrf;
+    // Nothing to await but the clock: the session's end.
+    std::this_thread::sleep_until(signed_at + a.session_ttl + 50ms);
+    auto page = b.get();
+    BOOST_TEST(page.status == 200);
+    BOOST_TEST(page.body.find("name=\"password\"") != std::string::npos);  // the sign-in form again
+    BOOST_TEST(page.body.find("ann") == std::string::npos);
+    BOOST_TEST(b.post("/api/admin/close-all", "csrf=" + csrf).status == 401);
+    BOOST_TEST(c->got_nothing_for(200ms));
+}
+
+BOOST_AUTO_TEST_CASE(close_room_sends_the_error_then_closes_on_every_shard) {
+    instance<flk::single_node_server> s(admin_opts(), shard_opts(2));
+    json::object ann{{"name", "Ann"}, {"color", "#e4572e"}};
+    std::vector<std::unique_ptr<ws_client>> doomed;
+    for (int i = 0; i < 4; ++i) doomed.push_back(joined(s.port(), "doomed", "u" + std::to_string(i), ann));
+    auto kept = joined(s.port(), "kept", "ben", {{"name", "Ben"}});
+
+    browser b(s.port());
+    b.sign_in();
+    auto page = b.get();
+    BOOST_TEST(page.body.find("id=\"active-rooms\">2<") != std::string::npos);
+    BOOST_TEST(page.body.find("id=\"connected-users\">5<") != std::string::npos);
+    BOOST_TEST(page.body.find("id=\"average-per-room\">2.5<") != std::string::npos);
+    BOOST_TEST(count(page.body, "fill=\"#e4572e\"") == 4u);  // Ann's colour, as a swatch
+    BOOST_TEST(page.body.find("<meta http-equiv=\"refresh\" content=\"10\">") != std::string::npos);
+
+    auto r = b.post("/api/admin/close-room", "roomId=doomed&csrf=" + b.csrf);
+    BOOST_TEST(r.status == 303);
+    BOOST_TEST(r.header("location") == "/admin");
+    for (std::size_t i = 0; i < doomed.size(); ++i) expect_closed_by_admin(*doomed[i], "u" + std::to_string(i));
+    BOOST_TEST(kept->got_nothing_for(200ms));
+    page = b.get();
+    BOOST_TEST(page.body.find("data-room=\"doomed\"") == std::string::npos);
+    BOOST_TEST(page.body.find("data-room=\"kept\"") != std::string::npos);
+
+    BOOST_TEST(b.post("/api/admin/close-all", "csrf=" + b.csrf).status == 303);
+    expect_closed_by_admin(*kept, "ben");
+    BOOST_TEST(b.get().body.find("id=\"no-rooms\"") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(in_redis_mode_the_cluster_is_listed_and_close_room_acts_on_every_instance) {
+    // A database of its own: the listing below scans it whole.
+    auto& redis = redis_fixture::redis_server::shared();
+    redis.client(11).command({"FLUSHDB"});
+    auto o = shard_opts(1);
+    o.redis_url = redis.url(11);
+    instance<flk::redis_scaled_server> one(admin_opts(), o), two(admin_opts(), o);
+    auto const tag = flk::detail::admin::random_token(4);
+    auto const room = "admin-" + tag, other = "admin-kept-" + tag;
+    auto x = joined(one.port(), room, "x", {{"name", "Xena"}});
+    auto y = joined(two.port(), room, "y", {{"name", "Yann"}});
+    auto z = joined(two.port(), other, "z", {{"name", "Zoe"}});
+    x->read_until_type("user:joined");  // y is in x's view: both are in Redis
+
+    browser b(one.port());
+    b.sign_in();
+    auto page = b.get();
+    BOOST_TEST(page.body.find("whole cluster") != std::string::npos);
+    BOOST_TEST(page.body.find("round trip") != std::string::npos);
+    auto row = page.body.substr(page.body.find("data-room=\"" + room + "\""));
+    row = row.substr(0, row.find("</tr>"));
+    BOOST_TEST(row.find("Xena") != std::string::npos);
+    BOOST_TEST(row.find("on this process") != std::string::npos);
+    BOOST_TEST(row.find("Yann") != std::string::npos);
+    BOOST_TEST(row.find("on instance ") != std::string::npos);  // held by the other instance
+    BOOST_TEST(page.body.find("data-room=\"" + other + "\"") != std::string::npos);
+
+    BOOST_TEST(b.post("/api/admin/close-room", "roomId=" + room + "&csrf=" + b.csrf).status == 303);
+    expect_closed_by_admin(*x, "x, on this instance");
+    expect_closed_by_admin(*y, "y, on the other instance");
+    BOOST_TEST(z->got_nothing_for(200ms));
+    // The other instance removes y's presence once its socket is gone; the
+    // dashboard follows (each answer is awaited; bounded).
+    bool gone = false;
+    for (int i = 0; i < 50 && !gone; ++i) {
+        auto p = b.get().body;
+        gone = p.find("data-room=\"" + room + "\"") == std::string::npos;
+        if (!gone) std::this_thread::sleep_for(20ms);
+    }
+    BOOST_TEST(gone);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace admin_test
