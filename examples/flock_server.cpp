@@ -31,6 +31,7 @@ int serve(flk::options const& opts, std::string_view broker_name) {
               {"presence_ttl_s", opts.presence_ttl.count()},
               {"max_messages_per_second", opts.max_messages_per_second},
               {"max_frame_bytes", opts.max_frame_bytes},
+              {"metrics", !opts.metrics ? "off" : opts.metrics_token ? "/metrics (bearer token)" : "/metrics"},
               {"log_level", to_string(opts.log)}});
 
     // First signal: graceful stop (members told, sockets closed with 1001).
