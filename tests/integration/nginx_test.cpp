@@ -160,9 +160,12 @@ private:
 struct instance {
     std::string binary;
     std::string redis_url;
-    std::uint16_t port = free_port();
     std::string name;
+    std::uint16_t port = free_port();
     std::unique_ptr<server_process> proc;
+
+    instance(std::string bin, std::string url, std::string n)
+        : binary(std::move(bin)), redis_url(std::move(url)), name(std::move(n)) {}
 
     void start() {
         proc = std::make_unique<server_process>(binary,
@@ -174,6 +177,14 @@ struct instance {
                                                 20s, name);
         if (!proc->wait_for_line("redis connected", 10s))
             throw std::runtime_error(name + ": no redis connection: " + proc->log());
+    }
+    /// A graceful stop begins: members told, sockets closed with 1001.
+    void sigterm() { proc->kill(SIGTERM); }
+    /// The stop begun by sigterm() finished (its "stopped" line) within 10 s;
+    /// then the process is reaped.
+    bool exited_cleanly() {
+        bool const stopped = proc->wait_for_line("msg=stopped", 10s).has_value();
+        return proc->stop(10s) && stopped;
     }
     /// WebSockets open on this instance, read from its own /metrics.
     double open_connections() const {
@@ -214,6 +225,8 @@ struct tab {
             if (!f) return std::nullopt;
             if (f->opcode == rw::op::close) {
                 closed = f->close_code();
+                if (!close_sent) c->send(rw::frame(rw::op::close, rw::close_payload(*closed)));  // as a browser answers
+                close_sent = true;
                 return std::nullopt;
             }
             if (f->opcode != rw::op::text) continue;
@@ -229,9 +242,13 @@ struct tab {
         next("(none)");
         return closed;
     }
-    void close() { c->send(rw::frame(rw::op::close, rw::close_payload(1000))); }
+    void close() {
+        c->send(rw::frame(rw::op::close, rw::close_payload(1000)));
+        close_sent = true;
+    }
 
     std::optional<std::uint16_t> closed;
+    bool close_sent = false;
 };
 
 BOOST_AUTO_TEST_SUITE(nginx_deploy)
@@ -252,10 +269,8 @@ BOOST_AUTO_TEST_CASE(two_instances_behind_the_deploy_nginx_config) {
         return;
     }
 
-    instance one{*bin, url};
-    one.name = "flock-1";
-    instance two{*bin, url};
-    two.name = "flock-2";
+    instance one(*bin, url, "flock-1");
+    instance two(*bin, url, "flock-2");
     one.start();
     two.start();
     nginx_process proxy(*nginx, free_port(), one.port, two.port);
@@ -305,9 +320,10 @@ BOOST_AUTO_TEST_CASE(two_instances_behind_the_deploy_nginx_config) {
 
     // Rolling restart of instance 2, whose client comes back once it is up:
     // ip_hash sends it home, and nobody is listed twice or left behind.
-    BOOST_TEST(two.proc->stop());  // SIGTERM: a clean exit
-    BOOST_TEST(bob.wait_close() == 1001);
+    two.sigterm();
+    BOOST_TEST(bob.wait_close() == 1001);  // answered, as a browser does: the server may finish
     BOOST_TEST(alice.next("user:left", "bob").has_value());
+    BOOST_TEST(two.exited_cleanly());
     two.start();
     bob = tab(proxy.port(), addr2, "bob");
     BOOST_TEST(two.open_connections() == 1);
@@ -316,9 +332,10 @@ BOOST_AUTO_TEST_CASE(two_instances_behind_the_deploy_nginx_config) {
 
     // Rolling restart of instance 1, whose client reconnects while it is down:
     // nginx sends it to instance 2, where it re-joins.
-    BOOST_TEST(one.proc->stop());
+    one.sigterm();
     BOOST_TEST(alice.wait_close() == 1001);
     BOOST_TEST(bob.next("user:left", "alice").has_value());
+    BOOST_TEST(one.exited_cleanly());
     auto const before = two.open_connections();
     alice = tab(proxy.port(), addr1, "alice");
     BOOST_TEST(two.open_connections() == before + 1);
