@@ -42,6 +42,7 @@ int serve(flk::options opts, flk::admin_options const& admin_opts, std::string_v
               {"presence_ttl_s", opts.presence_ttl.count()},
               {"max_messages_per_second", opts.max_messages_per_second},
               {"max_frame_bytes", opts.max_frame_bytes},
+              {"metrics", !opts.metrics ? "off" : opts.metrics_token ? "/metrics (bearer token)" : "/metrics"},
               {"log_level", to_string(opts.log)},
               {"demo", opts.demo ? "on" : "off"}});
     if (opts.demo) {

@@ -13,6 +13,7 @@
 #include <flock/detail/refusal_log.hpp>
 #include <flock/detail/string_map.hpp>
 #include <flock/frame.hpp>
+#include <flock/metrics.hpp>
 #include <flock/options.hpp>
 #include <flock/protocol.hpp>
 #include <flock/transport/concept.hpp>
@@ -126,6 +127,27 @@ public:
     /// Connections closed because they sent no join within options::join_timeout.
     std::uint64_t join_timeouts() const noexcept { return join_timeouts_; }
     std::size_t room_count() const noexcept { return rooms_.size(); }
+    /// Adds this instance's figures (its transport's and broker's too, when
+    /// they count) to `m`. On this instance's executor only: the counters
+    /// are plain integers owned by its thread.
+    void collect_metrics(metrics_snapshot& m) const {
+        m.connections_open += connections_.size();
+        m.shard_connections.push_back(connections_.size());
+        m.rooms += rooms_.size();
+        for (auto const& [id, r] : rooms_)
+            m.members += std::count_if(r.local.begin(), r.local.end(), [](auto const& l) { return l.second.joined; });
+        core_metrics core = metrics_;
+        core.join_timeouts = join_timeouts_;
+        m.core.add(core);
+        if constexpr (requires { transport_.metrics(); }) m.transport.add(transport_.metrics());
+        if constexpr (requires { transport_.refusals(); }) {
+            auto const& r = transport_.refusals();
+            m.refusals.add({r.bad_upgrade, r.headers_too_large, r.unauthorized, r.origin, r.full, r.address_full,
+                            r.write_stalls});
+        }
+        if constexpr (requires { broker_.collect_metrics(m); }) broker_.collect_metrics(m);
+    }
+
     /// Members of `room` joined on this instance.
     std::size_t local_member_count(std::string_view room) const {
         auto r = rooms_.find(room);
@@ -247,6 +269,7 @@ private:
         connection& c = it->second;
         auto now = transport_.now();
         if (!c.rate.allow(now, opts_.max_messages_per_second)) {
+            ++metrics_.rate_limited;
             log_refusal(c, "rate limit exceeded", {{"conn", id}});
             refuse(id, c, error_code::rate_limited, "more than " + std::to_string(opts_.max_messages_per_second) +
                                                         " messages per second", {});
@@ -254,6 +277,7 @@ private:
         }
         auto msg = codec_.decode(payload, kind);
         if (!msg) {
+            ++metrics_.messages_in.back();
             auto const& e = msg.error();
             log_.debug("message dropped", {{"conn", id}, {"reason", e.message()}});
             if (e.deserves_reply())
@@ -261,6 +285,7 @@ private:
                            e.room_id.empty() ? std::nullopt : std::optional<std::string>(e.room_id));
             return;
         }
+        ++metrics_.messages_in[msg->index()];
         std::visit([&](auto& m) { handle(id, c, m, now); }, *msg);
     }
 
@@ -288,6 +313,7 @@ private:
     }
 
     void on_evicted(std::string_view room_id, std::string_view user_id) override {
+        ++metrics_.evictions;
         auto r = rooms_.find(room_id);
         if (r == rooms_.end()) return;
         room& rm = r->second;
@@ -327,6 +353,7 @@ private:
         }
         if (!c.authorized) {
             if (!j.api_key || !opts_.api_key_accepted(*j.api_key)) {
+                ++metrics_.joins_bad_key;
                 log_refusal(c, "join refused: invalid API key", {{"conn", id}, {"room", j.room_id}});
                 refuse(id, c, error_code::invalid_api_key, "invalid API key", j.room_id);
                 return;
@@ -382,13 +409,13 @@ private:
         if (!h) h = ++rm.last_user_handle;
         mem = member{id, c.out, j.meta, false, seq, now, h};
         broker_.join({rid, j.user_id, std::move(j.meta), opts_.max_room_size},
-                     [this, id, rid = rid, user = j.user_id, seq](join_result res) mutable {
-                         joined(id, rid, user, seq, std::move(res));
+                     [this, id, rid = rid, user = j.user_id, seq, now](join_result res) mutable {
+                         joined(id, rid, user, seq, std::move(res), now);
                      });
     }
 
     void joined(connection_id id, std::string const& room_id, std::string const& user_id, std::uint64_t seq,
-                join_result res) {
+                join_result res, steady_time asked) {
         auto r = rooms_.find(room_id);
         member* mem = nullptr;
         if (r != rooms_.end())
@@ -409,9 +436,11 @@ private:
             if (c != connections_.end()) {
                 forget_membership(id, room_id);
                 if (res.outcome == join_result::status::room_full) {
+                    ++metrics_.joins_room_full;
                     log_refusal(c->second, "join refused: room full", {{"conn", id}, {"room", room_id}});
                     refuse(id, c->second, error_code::room_full, "room is full", room_id);
                 } else {
+                    ++metrics_.joins_failed;
                     log_.warn("join failed: presence store unavailable", {{"conn", id}, {"room", room_id}});
                     send_error(id, error_code::internal_error, "presence store unavailable, try again", room_id);
                     close(id, close_code::try_again_later, "presence store unavailable");
@@ -428,6 +457,8 @@ private:
         for (auto& other : res.others) other.user_handle = snapshot_handle(rm, other.user_id, others_here);
         log_.debug("joined", {{"conn", id}, {"room", room_id}, {"user", user_id}});
         transport_.send(id, encode(server::join_ack{room_id, std::move(res.others), rm.id}, mem->out));
+        count_sent<server::join_ack>();
+        metrics_.join_latency.observe(transport_.now() - asked);
         broadcast(room_id, rm, server::user_joined{room_id, user_id, mem->meta, rm.id, mem->user_handle}, id, true,
                   key_of(room_id, user_id));
         if (c != connections_.end()) replay_pending(id, c->second, room_id);
@@ -435,6 +466,7 @@ private:
 
     void handle(connection_id id, connection& c, client::heartbeat const& h, steady_time now) {
         transport_.send(id, heartbeat_ack_[index(c.out)]);
+        count_sent<server::heartbeat_ack>();
         if (auto* mem = joined_member(id, c, h.room_id)) touch(h.room_id, find_membership(c, h.room_id)->user_id, *mem, now, true);
     }
 
@@ -599,16 +631,25 @@ private:
     void broadcast(std::string const& room_id, room& rm, M msg, connection_id except, bool publish,
                    std::uint64_t key = 0, bool conflatable = false) {
         std::array<frame, 2> frames;  // encoded at most once per format
+        std::uint64_t sent = 0;
         for (auto const& [user, m] : rm.local) {
             if (!m.joined || m.conn == except) continue;
             auto& f = frames[index(m.out)];
             if (!f.bytes) f = encode(msg, m.out, key, conflatable);
             transport_.send(m.conn, f);
+            ++sent;
         }
+        count_sent<M>(sent);
         if (publish) {
             msg.room_handle = msg.user_handle = 0;
             broker_.publish(room_id, std::move(msg));
         }
+    }
+
+    // Server messages queued, by type (flock/metrics.hpp).
+    template <class M>
+    void count_sent(std::uint64_t n = 1) noexcept {
+        metrics_.messages_out[detail::variant_index_v<M, server_message>] += n;
     }
 
     // ---- handles ---------------------------------------------------------------
@@ -716,6 +757,7 @@ private:
         auto c = connections_.find(id);
         auto kind = c == connections_.end() ? CodecT::kind : c->second.out;
         transport_.send(id, encode(server::error{code, std::move(message), std::move(room_id)}, kind));
+        count_sent<server::error>();
     }
     // An error the protocol answers by closing the socket.
     void refuse(connection_id id, connection& c, error_code code, std::string message,
@@ -774,6 +816,7 @@ private:
     std::deque<std::pair<std::chrono::steady_clock::time_point, connection_id>> join_deadlines_;
     std::uint64_t join_timeouts_ = 0;
     detail::refusal_log refusal_log_;
+    core_metrics metrics_;  // plain counters: this instance's thread alone writes them
 };
 
 }  // namespace flk

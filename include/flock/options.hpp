@@ -100,6 +100,13 @@ struct options {
     /// (flk::demo_route, flock/demo.hpp); a program embedding flock adds it
     /// itself, since the page's files are compiled into flock-server.
     bool demo = false;
+    /// FLOCK_METRICS: serve `GET /metrics` (Prometheus text, docs/metrics.md)
+    /// from a flk::sharded_server; on unless 0.
+    bool metrics = true;
+    /// FLOCK_METRICS_TOKEN: when set, /metrics wants `Authorization: Bearer <token>`.
+    std::optional<std::string> metrics_token;
+    /// FLOCK_METRICS_ALLOW: client addresses /metrics answers (others get 403); empty = any.
+    std::vector<std::string> metrics_allow;
 
     /// Where log lines go; stderr when empty.
     logger::sink_type log_sink;
@@ -203,6 +210,13 @@ struct options {
             o.handshake_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_HANDSHAKE_TIMEOUT_MS", *v, 1));
         if (auto v = var("FLOCK_IDLE_TIMEOUT_MS"))
             o.idle_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_IDLE_TIMEOUT_MS", *v, 1));
+        if (auto v = var("FLOCK_METRICS")) {
+            if (*v == "0" || *v == "false") o.metrics = false;
+            else if (*v == "1" || *v == "true") o.metrics = true;
+            else fail("FLOCK_METRICS", "must be 1 or 0", *v);
+        }
+        if (auto v = var("FLOCK_METRICS_TOKEN")) o.metrics_token = std::string(*v);
+        if (auto v = var("FLOCK_METRICS_ALLOW")) o.metrics_allow = split_list("FLOCK_METRICS_ALLOW", *v);
         if (auto v = var("FLOCK_THREADS")) o.threads = number<std::uint32_t>("FLOCK_THREADS", *v, 0, 1024);
         o.validate();
         return o;

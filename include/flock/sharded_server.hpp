@@ -21,6 +21,7 @@
 #pragma once
 
 #include <flock/broker/memory.hpp>
+#include <flock/metrics.hpp>
 #include <flock/options.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -60,6 +61,9 @@ public:
         shards_.reserve(n);
         for (std::size_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<shard>());
         hub_ = std::make_unique<memory_hub>(n);
+        if (opts_.metrics)  // GET /metrics: every shard's counters, summed at scrape time
+            opts_.http_routes.push_back(metrics_route([this](auto done) { collect_metrics(std::move(done)); },
+                                                      opts_.metrics_token, opts_.metrics_allow));
     }
 
     sharded_server(sharded_server const&) = delete;
@@ -164,6 +168,35 @@ public:
         boost::asio::post(shards_[i]->io, [s = shards_[i].get(), i, f = std::move(f)]() mutable {
             if (s->server) f(i, *s->server);
         });
+    }
+
+    /// Asks every shard, on its own thread, for its figures and calls `done`
+    /// with their sum (shard by shard in order), on the last shard's thread.
+    /// Never blocks: safe from a shard. After start() only.
+    void collect_metrics(std::function<void(metrics_snapshot)> done) {
+        struct gathering {
+            std::mutex mutex;
+            std::vector<metrics_snapshot> parts;
+            std::size_t left;
+            std::function<void(metrics_snapshot)> done;
+        };
+        auto g = std::make_shared<gathering>();
+        g->parts.resize(shards_.size());
+        g->left = shards_.size();
+        g->done = std::move(done);
+        for (std::size_t i = 0; i < shards_.size(); ++i)
+            boost::asio::post(shards_[i]->io, [g, i, &srv = *shards_[i]->server] {
+                metrics_snapshot part;
+                srv.collect_metrics(part);
+                {
+                    std::lock_guard lock(g->mutex);
+                    g->parts[i] = std::move(part);
+                    if (--g->left != 0) return;
+                }
+                metrics_snapshot sum;
+                for (auto const& p : g->parts) sum.add(p);
+                g->done(std::move(sum));
+            });
     }
 
 private:

@@ -163,6 +163,20 @@ BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
     check("FLOCK_DEMO", "yes");
 }
 
+BOOST_AUTO_TEST_CASE(metrics_settings) {
+    auto d = env{{}}.read();
+    BOOST_TEST(d.metrics);  // on by default (docs/metrics.md)
+    BOOST_TEST(!d.metrics_token);
+    BOOST_TEST(d.metrics_allow.empty());
+    auto o = env{{{"FLOCK_METRICS", "0"}, {"FLOCK_METRICS_TOKEN", "t0ken"}, {"FLOCK_METRICS_ALLOW", "127.0.0.1, 10.0.0.5"}}}
+                 .read();
+    BOOST_TEST(!o.metrics);
+    BOOST_TEST(*o.metrics_token == "t0ken");
+    BOOST_TEST(o.metrics_allow == (std::vector<std::string>{"127.0.0.1", "10.0.0.5"}));
+    auto bad = env{{{"FLOCK_METRICS", "maybe"}}}.error();
+    BOOST_TEST(bad.find("FLOCK_METRICS") != std::string::npos, bad);
+}
+
 BOOST_AUTO_TEST_CASE(inconsistent_values_are_refused) {
     auto no_keys = env{{{"FLOCK_API_KEYS", ",,"}}}.error();
     BOOST_TEST(no_keys.find("FLOCK_API_KEYS") != std::string::npos);

@@ -82,6 +82,8 @@ public:
     void unsubscribe(std::string_view room) { impl_->unsubscribe(room); }
     /// Adds `"redis": "up"` or `"down"`.
     void health(boost::json::object& h) const { impl_->health(h); }
+    /// Adds the Redis figures of `GET /metrics` (flock/metrics.hpp).
+    void collect_metrics(metrics_snapshot& m) const { impl_->collect_metrics(m); }
 
     /// Both connections are up (authenticated, database selected).
     bool connected() const noexcept { return impl_->connected(); }

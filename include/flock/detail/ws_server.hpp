@@ -36,6 +36,7 @@
 #include <flock/connection_gate.hpp>
 #include <flock/frame.hpp>
 #include <flock/log.hpp>
+#include <flock/metrics.hpp>
 #include <flock/options.hpp>
 #include <flock/protocol.hpp>
 #include <flock/transport/concept.hpp>
@@ -288,6 +289,7 @@ public:
     std::uint16_t port() const noexcept { return port_; }
     std::size_t connection_count() const noexcept { return connections_.size(); }
     websocket_refusals const& refusals() const noexcept { return refusals_; }
+    transport_metrics const& metrics() const noexcept { return metrics_; }
 
     // --- for the HTTP sessions ----------------------------------------------------
     options const& opts() const noexcept { return opts_; }
@@ -384,6 +386,7 @@ private:
     std::shared_ptr<connection_gate> gate_;  // null: no connection limits
     refusal_log refusal_log_;
     websocket_refusals refusals_;
+    transport_metrics metrics_;  // plain counters: this server's thread alone writes them
     std::unordered_map<connection_id, ws_connection> connections_;
     std::unordered_map<std::uint64_t, std::weak_ptr<http_session>> http_sessions_;
     std::vector<connection_id> dirty_;     // connections the next flush writes
@@ -568,6 +571,7 @@ inline ws_http::status ws_server::upgrade(ws_beast::tcp_stream& stream,
         return ws_http::status::unauthorized;
     }
     stream.expires_never();
+    ++metrics_.opened;
     auto const key = req[ws_http::field::sec_websocket_key];
     begin(c, stream.release_socket(), ws_accept_response(std::string_view(key.data(), key.size()), verdict.subprotocol),
           leftover);
@@ -622,6 +626,7 @@ inline void ws_server::begin(ws_connection& c, ws_tcp::socket socket, std::strin
     if (leftover.size() != 0) {
         auto const n = ws_net::buffer_copy(ws_net::buffer(read_buffer_.get(), ws_read_buffer_bytes), leftover.data());
         leftover.consume(n);
+        metrics_.bytes_in += n;
         if (!take(c, {read_buffer_.get(), n}) || c.peer_closed) return;
     }
     read_available(c);
@@ -635,8 +640,11 @@ inline void ws_server::http_ended(std::uint64_t key) {
 inline void ws_server::send(connection_id id, frame const& f) {
     auto* c = find(id);
     if (!c || (c->state != ws_state::opening && c->state != ws_state::open)) return;
-    if (c->queue.push(f, c->congested() ? send_queue::reader::congested : send_queue::reader::keeping_up) ==
-        send_queue::push_result::overflow) {
+    auto const pushed =
+        c->queue.push(f, c->congested() ? send_queue::reader::congested : send_queue::reader::keeping_up);
+    if (pushed == send_queue::push_result::conflated) ++metrics_.frames_conflated;
+    if (pushed == send_queue::push_result::overflow) {
+        ++metrics_.send_queue_overflows;
         log_.warn("send queue full; closing", {{"id", id},
                                                {"remote", format_endpoint(c->remote)},
                                                {"queued_bytes", c->queue.bytes()},
@@ -739,6 +747,7 @@ inline void ws_server::read_available(ws_connection& c) {
         }
         c.heard = ticks_;
         c.ping_sent = false;
+        metrics_.bytes_in += n;
         if (!take(c, {read_buffer_.get(), n})) return;
         if (c.peer_closed) return;
         // A short read drained the socket; epoll reports the next bytes.
@@ -879,6 +888,7 @@ inline void ws_server::write_out(ws_connection& c) {
         boost::system::error_code ec;
         std::size_t const n = c.socket.write_some(gather_.buffers(), ec);
         if (n > 0) c.drained = ticks_;
+        metrics_.bytes_out += n;
         if (ec == ws_net::error::would_block) {
             wait_writable(c);
             return;
@@ -1002,6 +1012,11 @@ inline void ws_server::finish(ws_connection& c, boost::system::error_code ec) {
                                          {"error", ec ? ec.message() : std::string("none")}});
     }
     if (c.gated && gate_) gate_->leave(address_of(c.remote));
+    {  // by the code of the close handshake; 1006 when there was none
+        auto const* ctl = c.control.get();
+        std::uint16_t const code = !ctl ? 1006 : ctl->code_sent ? ctl->code_sent : ctl->code_received ? ctl->code_received : 1006;
+        metrics_.count_close(code);
+    }
     connections_.erase(id);  // closes the socket; its waits complete with nothing to find
     if (connections_.empty()) {
         tick_.cancel();

@@ -98,6 +98,9 @@ public:
     /// Upgrades refused since start(), by answer (400/426, 431, 401, 403, 503).
     websocket_refusals const& refusals() const noexcept { return impl_->refusals(); }
 
+    /// Connections, bytes, conflation and overflows counted since start() (flock/metrics.hpp).
+    transport_metrics const& metrics() const noexcept { return impl_->metrics(); }
+
 private:
     std::shared_ptr<detail::ws_server> impl_;
 };

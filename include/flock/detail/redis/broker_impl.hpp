@@ -368,6 +368,19 @@ public:
 
     void health(boost::json::object& h) const { h["redis"] = up_ ? "up" : "down"; }
 
+    /// Adds this broker's counters (one Redis instance) to `m`.
+    void collect_metrics(metrics_snapshot& m) const {
+        redis_metrics r;
+        r.up = up_ ? 1 : 0;
+        r.reconnects = reconnects_;
+        r.commands_sent = stats_->commands;
+        r.published = published_;
+        r.received = received_;
+        r.round_trip = stats_->round_trip;
+        m.redis.add(r);
+        ++m.redis_shards;
+    }
+
     // ---- observers -------------------------------------------------------------------
 
     bool connected() const noexcept { return up_; }
@@ -457,6 +470,8 @@ private:
         };
         auto cmd = std::make_shared<connection>(ex_, tls_.get());
         auto sub = std::make_shared<connection>(ex_, tls_.get());
+        cmd->count_into(stats_);
+        sub->count_into(stats_);
         cmd_ = cmd;
         sub_ = sub;
         auto results = std::make_shared<std::pair<std::optional<std::string>, std::optional<std::string>>>();
@@ -562,6 +577,7 @@ private:
         restore_presence();
 
         if (reconnect) {
+            ++reconnects_;
             grace_until_ = std::chrono::steady_clock::now() + grace_;
             log_.info("redis reconnected", {{"url", url_.redacted()}});
         } else {
@@ -732,6 +748,7 @@ private:
     }
 
     void publish_impl(std::string_view room, server_message const& msg) {
+        ++published_;
         auto inner = codec_.encode(msg);
         bool const is_left = std::holds_alternative<server::user_left>(msg);
         if (settings_.publish_batch.count() > 0 && !is_left) {
@@ -829,6 +846,7 @@ private:
         if (!r.is_array() || r.elements.empty()) return;
         auto const& kind = r.elements[0].str;
         if (kind == "message" && r.elements.size() >= 3) {
+            ++received_;
             auto const& ch = r.elements[1].str;
             auto const& payload = r.elements[2].str;
             if (ch == expired_channel_)
@@ -1172,6 +1190,8 @@ private:
     std::unique_ptr<asio::ssl::context> tls_;
 
     std::shared_ptr<connection> cmd_, sub_;
+    std::shared_ptr<connection_stats> stats_ = std::make_shared<connection_stats>();
+    std::uint64_t reconnects_ = 0, published_ = 0, received_ = 0;
     bool started_ = false, up_ = false, ever_up_ = false, stopping_ = false, stopped_ = false;
     std::uint64_t attempt_ = 0;
     int backoff_step_ = 0;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <flock/detail/redis/resp.hpp>
+#include <flock/metrics.hpp>
 #include <flock/detail/redis/url.hpp>
 
 #include <boost/asio/connect.hpp>
@@ -50,6 +51,12 @@ struct connection_config {
     std::chrono::milliseconds ping_interval{5000};    ///< PING when nothing was sent for this long
     std::chrono::milliseconds reply_timeout{10000};   ///< an unanswered command for this long: dead
     std::string client_name;                           ///< CLIENT SETNAME, when not empty
+};
+
+/// What connections count for their broker's metrics (one broker, one thread).
+struct connection_stats {
+    std::uint64_t commands = 0;    ///< commands sent
+    latency_histogram round_trip;  ///< sent -> reply read, on connections not in push mode
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -101,8 +108,10 @@ public:
             return;
         }
         append_command(wbuf_, args);
+        if (stats_) ++stats_->commands;
         if (!push_) {
             pending_.push_back(std::move(h));
+            if (stats_) sent_at_.push_back(clock::now());
             if (!waiting_since_) waiting_since_ = clock::now();
         }
         last_tx_ = clock::now();
@@ -119,6 +128,9 @@ public:
         push_ = std::move(h);
         waiting_since_.reset();
     }
+
+    /// Counts commands and reply round trips into `s` from now on.
+    void count_into(std::shared_ptr<connection_stats> s) { stats_ = std::move(s); }
 
     /// Called once when an open connection fails (not after close()).
     void on_close(close_handler h) { on_close_ = std::move(h); }
@@ -262,6 +274,10 @@ private:
             } else {
                 auto h = std::move(pending_.front());
                 pending_.pop_front();
+                if (!sent_at_.empty()) {
+                    if (stats_) stats_->round_trip.observe(clock::now() - sent_at_.front());
+                    sent_at_.pop_front();
+                }
                 if (h) h(std::move(*r));
             }
         }
@@ -338,6 +354,7 @@ private:
         sock().shutdown(asio::socket_base::shutdown_both, ignored);
         sock().close(ignored);
         wbuf_.clear();
+        sent_at_.clear();
         if (pending_.empty()) return;
         // Failed commands hear of it from the event loop, never from inside
         // the caller of close().
@@ -367,6 +384,8 @@ private:
     std::string wbuf_, obuf_;
     bool writing_ = false, flush_posted_ = false;
     std::deque<reply_handler> pending_;
+    std::deque<clock::time_point> sent_at_;  // of the pending commands, when counted
+    std::shared_ptr<connection_stats> stats_;
 
     clock::time_point last_rx_{}, last_tx_{};
     std::optional<clock::time_point> waiting_since_;
