@@ -266,7 +266,6 @@ public:
           acceptor_(ex_),
           backoff_(ex_),
           tick_(ex_),
-          delay_timer_(ex_),
           tick_interval_(tick_interval_for(opts)),
           ping_ticks_(ticks_in(opts.idle_timeout / 2)),
           idle_ticks_(ticks_in(opts.idle_timeout)),
@@ -277,6 +276,7 @@ public:
                                 ? std::make_shared<connection_gate>(opts.max_connections, opts.max_connections_per_ip)
                                 : nullptr),
           refusal_log_(opts.refusal_log_interval),
+          delay_timer_(ex_),
           read_buffer_(std::make_unique<char[]>(ws_read_buffer_bytes)) {}
 
     void start();
