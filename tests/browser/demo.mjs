@@ -17,11 +17,11 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CheckError, check, freePort, within, HOST } from './util.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SERVER_BIN = process.env.FLOCK_SERVER || path.resolve(HERE, '../../build/meson/examples/flock-server');
@@ -29,44 +29,8 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const VERBOSE = process.env.E2E_VERBOSE === '1';
 const SCREENSHOT = process.env.DEMO_SCREENSHOT;
 const WAIT_MS = 10_000;
-const HOST = '127.0.0.1';
 const VIEWPORT = { width: 900, height: 560 };
 const TOLERANCE_PX = 3;
-
-class CheckError extends Error {}
-
-function check(cond, message, details) {
-  if (!cond) {
-    const err = new CheckError(message);
-    err.details = details;
-    throw err;
-  }
-  console.log(`    ok  ${message}`);
-}
-
-async function freePort() {
-  const srv = net.createServer();
-  srv.listen(0, HOST);
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-async function within(ms, what, promise) {
-  let timer;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new CheckError(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // processes

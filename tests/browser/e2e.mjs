@@ -13,59 +13,16 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual } from 'node:util';
 import { chromium } from 'playwright-core';
+import { CheckError, check, checkEqual, freePort, within, HOST } from './util.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SERVER_BIN = process.env.FLOCK_SERVER || path.resolve(HERE, '../../build/meson/examples/flock-server');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const VERBOSE = process.env.E2E_VERBOSE === '1';
 const WAIT_MS = 10_000; // default upper bound for any single awaited event
-const HOST = '127.0.0.1';
-
-// ---------------------------------------------------------------------------
-// small utilities
-
-class CheckError extends Error {}
-
-function check(cond, message, details) {
-  if (!cond) {
-    const err = new CheckError(message);
-    err.details = details;
-    throw err;
-  }
-  console.log(`    ok  ${message}`);
-}
-
-function checkEqual(actual, expected, message) {
-  check(isDeepStrictEqual(actual, expected), message, { actual, expected });
-}
-
-async function freePort() {
-  const srv = net.createServer();
-  srv.listen(0, HOST);
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-/** Resolves when `promise` does, or rejects after `ms` with `what`. */
-async function within(ms, what, promise) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new CheckError(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // flock-server process
