@@ -483,6 +483,7 @@ BOOST_AUTO_TEST_CASE(in_redis_mode_every_instance_is_listed_with_its_connections
     auto page = admin.get().body;
     auto const row_a = instance_row(page, a.name()), row_b = instance_row(page, b->name());
     BOOST_TEST(row_a.find("(this process)") != std::string::npos);
+    BOOST_TEST(count(page, "data-instance=") == 2u);  // A's own record is not listed twice
     BOOST_TEST(connections_cell(row_a) == "1");
     BOOST_TEST(row_b.find("(this process)") == std::string::npos);
     BOOST_TEST(connections_cell(row_b) == "3");
