@@ -12,7 +12,8 @@
 // and its socket is closed (the browser client then reconnects and joins
 // again). In Redis mode every flock instance of the cluster closes its own
 // sockets (a control message on a flock-only channel, detail/admin_redis.hpp)
-// and the dashboard lists the whole cluster.
+// and the dashboard lists the whole cluster: its rooms and members, and every
+// flock instance from the record each keeps in Redis (flock/instance_registry.hpp).
 //
 // Unlike the reference: random session tokens (OpenSSL's CSPRNG) with an
 // expiry, HttpOnly SameSite=Strict cookies (Secure behind a trusted TLS
