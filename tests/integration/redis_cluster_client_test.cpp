@@ -152,8 +152,14 @@ BOOST_AUTO_TEST_CASE(ask_during_a_migration_and_moved_after_it_are_followed) {
 
     std::optional<reply> r1;
     c->send(old_key, {"SET", old_key, "1"}, [&](reply&& r) { r1 = std::move(r); });
-    BOOST_REQUIRE(run_until(io, [&] { return r1.has_value(); }, 5s));
+    // A sharded channel in the same slot, subscribed on `from`.
+    std::string const channel = "flock:broadcast:{mig}";
+    std::vector<std::string> messages;
+    c->on_message([&](std::string const&, std::string const& m) { messages.push_back(m); });
+    c->ssubscribe(channel);
+    BOOST_REQUIRE(run_until(io, [&] { return r1 && c->subscribed_at(channel); }, 5s));
     BOOST_TEST(r1->str == "OK");
+    BOOST_TEST(c->subscribed_at(channel)->port == from);
 
     // Slot migrating from -> to: keys not on `from` any more are answered ASK.
     BOOST_TEST(dst.command({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", from_id}).str == "OK");
@@ -183,6 +189,19 @@ BOOST_AUTO_TEST_CASE(ask_during_a_migration_and_moved_after_it_are_followed) {
     BOOST_TEST(c->map().master_for_slot(slot)->port == to);
     BOOST_REQUIRE(run_until(io, [&] { return c->map_loads() > loads; }, 5s));  // and the whole map reloaded
     BOOST_TEST(c->map().master_for_slot(slot)->port == to);
+
+    // `from` dropped the channel's subscribers when it lost the slot
+    // (sunsubscribe): the client subscribed again on `to`, and hears it once.
+    BOOST_REQUIRE(run_until(io, [&] {
+        auto at = c->subscribed_at(channel);
+        return at && at->port == to;
+    }, 5s));
+    std::optional<reply> published;
+    c->spublish(channel, "after the move", [&](reply&& r) { published = std::move(r); });
+    c->spublish(channel, "end");
+    BOOST_REQUIRE(run_until(io, [&] { return messages.size() >= 2; }, 5s));
+    BOOST_TEST(published->integer == 1);
+    BOOST_TEST(messages == (std::vector<std::string>{"after the move", "end"}), boost::test_tools::per_element());
 
     // Put the slot back for the other tests.
     BOOST_TEST(src.command({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", to_id}).str == "OK");
@@ -352,7 +371,15 @@ BOOST_AUTO_TEST_CASE(a_killed_master_is_replaced_and_the_client_recovers) {
     BOOST_TEST(resubscribed_at->port != victim);
     BOOST_TEST(cluster->role(resubscribed_at->port) == "master");  // the promoted replica
     BOOST_TEST(sub->map().master_for(ch)->port == resubscribed_at->port);
-    for (std::size_t i = 1; i < received.size(); ++i) BOOST_TEST(received[i] > received[i - 1]);  // never twice
+    // Nothing twice. Commands and publishes sent while the master was down
+    // waited and went out in order; one refused during the election
+    // (CLUSTERDOWN) and retried may be overtaken: counted, not asserted.
+    std::set<long> distinct(received.begin(), received.end());
+    BOOST_TEST(distinct.size() == received.size());
+    int overtaken = 0;
+    for (std::size_t i = 1; i < received.size(); ++i) overtaken += received[i] < received[i - 1];
+    std::cerr << "  " << received.size() << " messages received, none twice, " << overtaken
+              << " out of order\n";
 
     // The promoted master's expiry events reach us too.
     std::set<int> watching;

@@ -120,6 +120,13 @@ public:
         c->slot = key_slot(key);
         c->handler = std::move(h);
         c->deadline = clock::now() + cfg_.command_timeout;
+        // Behind the commands of the same slot still waiting for a master:
+        // first in, first sent.
+        for (auto const& p : parked_)
+            if (p->slot == c->slot) {
+                park(std::move(c));
+                return request_refresh(true);
+            }
         dispatch(std::move(c));
     }
     void send(std::string_view key, std::initializer_list<std::string_view> args, reply_handler h = {}) {
@@ -309,7 +316,9 @@ private:
         auto name = a.name();
         n.cmd = std::make_shared<connection>(ex_, seed_.tls ? tls_ : nullptr);
         auto w = weak_from_this();
-        auto conn = n.cmd;
+        // Handlers stored in a connection name it by address only: a
+        // shared_ptr there would keep it alive forever.
+        connection* conn = n.cmd.get();
         conn->on_close([w, name, conn](std::string const& why) {
             if (auto self = w.lock()) self->command_connection_lost(name, conn, why);
         });
@@ -317,7 +326,7 @@ private:
             auto self = w.lock();
             if (!self || self->closed_) return;
             auto it = self->nodes_.find(name);
-            if (it == self->nodes_.end() || it->second.cmd != conn) return;
+            if (it == self->nodes_.end() || it->second.cmd.get() != conn) return;
             auto& n = it->second;
             if (err.empty()) {
                 n.cmd_open = true;
@@ -344,11 +353,10 @@ private:
         });
     }
 
-    void command_connection_lost(std::string const& name, std::shared_ptr<connection> const& conn,
-                                 std::string const& why) {
+    void command_connection_lost(std::string const& name, connection const* conn, std::string const& why) {
         if (closed_) return;
         auto it = nodes_.find(name);
-        if (it == nodes_.end() || it->second.cmd != conn) return;
+        if (it == nodes_.end() || it->second.cmd.get() != conn) return;
         it->second.cmd.reset();
         it->second.cmd_open = false;
         it->second.failed_at = clock::now();
@@ -638,7 +646,7 @@ private:
         if (recently_failed(n)) return request_refresh(true);  // reconcile() runs again after it
         auto name = n.addr.name();
         n.sub = std::make_shared<connection>(ex_, seed_.tls ? tls_ : nullptr);
-        auto conn = n.sub;
+        connection* conn = n.sub.get();
         auto w = weak_from_this();
         conn->on_close([w, name, conn](std::string const& why) {
             if (auto self = w.lock()) self->subscriber_lost(name, conn, "lost: " + why);
@@ -647,7 +655,7 @@ private:
             auto self = w.lock();
             if (!self || self->closed_) return;
             auto it = self->nodes_.find(name);
-            if (it == self->nodes_.end() || it->second.sub != conn) return;
+            if (it == self->nodes_.end() || it->second.sub.get() != conn) return;
             if (!err.empty()) return self->subscriber_lost(name, conn, "cannot connect: " + err);
             auto& n = it->second;
             n.sub_open = true;
@@ -670,10 +678,10 @@ private:
         n.sub_channels.clear();
     }
 
-    void subscriber_lost(std::string const& name, std::shared_ptr<connection> const& conn, std::string const& why) {
+    void subscriber_lost(std::string const& name, connection const* conn, std::string const& why) {
         if (closed_) return;
         auto it = nodes_.find(name);
-        if (it == nodes_.end() || it->second.sub != conn) return;
+        if (it == nodes_.end() || it->second.sub.get() != conn) return;
         if (it->second.sub_failures++ == 0) log("subscriber connection to " + name + " " + why);
         it->second.failed_at = clock::now();
         drop_subscriber(it->second);
@@ -685,10 +693,10 @@ private:
         return r.elements[i].str;
     }
 
-    void on_push(std::string const& name, std::shared_ptr<connection> const& conn, reply&& r) {
+    void on_push(std::string const& name, connection const* conn, reply&& r) {
         if (closed_) return;
         auto it = nodes_.find(name);
-        if (it == nodes_.end() || it->second.sub != conn) return;
+        if (it == nodes_.end() || it->second.sub.get() != conn) return;
         auto& n = it->second;
         if (r.type == reply::kind::error) {
             // An SSUBSCRIBE this node refused (MOVED during a resharding,
