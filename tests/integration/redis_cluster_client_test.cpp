@@ -130,7 +130,39 @@ BOOST_AUTO_TEST_CASE(slots_match_redis_and_commands_reach_their_masters) {
         auto m = cluster->client(port);
         for (auto const& k : keys) BOOST_TEST(m.command({"GET", k}).str == "v-" + k);
     }
+
+    // A script on a key's master: EVAL when that node lacks it, then EVALSHA.
+    static flk::detail::redis::script const script("cluster-test", "return {KEYS[1], ARGV[1], 'cluster-test'}");
+    std::vector<reply> answers;
+    auto key = by_master.begin()->second.front();
+    c->eval(script, {key}, {"a"}, [&](reply&& r) { answers.push_back(std::move(r)); });
+    BOOST_REQUIRE(run_until(io, [&] { return answers.size() == 1; }, 5s));
+    c->eval(script, {key}, {"b"}, [&](reply&& r) { answers.push_back(std::move(r)); });
+    BOOST_REQUIRE(run_until(io, [&] { return answers.size() == 2; }, 5s));
+    for (auto const& [r, arg] : {std::pair{&answers[0], "a"}, std::pair{&answers[1], "b"}}) {
+        BOOST_REQUIRE(r->elements.size() == 3u);
+        BOOST_TEST(r->elements[0].str == key);
+        BOOST_TEST(r->elements[1].str == arg);
+    }
+    BOOST_TEST(cluster->client(by_master.begin()->first).command({"SCRIPT", "EXISTS", script.sha1}).elements.at(0)
+                   .integer == 1);
     c->close();
+}
+
+BOOST_AUTO_TEST_CASE(start_errors_are_reported) {
+    asio::io_context io;
+    auto start_error = [&](std::string const& url) {
+        auto c = make_client(io, url);
+        std::optional<std::string> error;
+        c->async_start([&](std::string const& err, bool) { error = err; });
+        BOOST_REQUIRE(run_until(io, [&] { return error.has_value(); }, 5s));
+        c->close();
+        return *error;
+    };
+    // Nothing listens there.
+    BOOST_TEST(start_error("redis://127.0.0.1:" + std::to_string(redis_fixture::free_port())) != "");
+    // A cluster has database 0 only.
+    BOOST_TEST(start_error("redis://127.0.0.1:6379/2").find("database 0") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(ask_during_a_migration_and_moved_after_it_are_followed) {
@@ -261,6 +293,15 @@ BOOST_AUTO_TEST_CASE(sharded_pubsub_delivers_exactly_once_across_masters) {
     want_b.push_back(ch_b + "|end");
     BOOST_TEST(got_a == want_a, boost::test_tools::per_element());  // once each, in order
     BOOST_TEST(got_b == want_b, boost::test_tools::per_element());
+
+    // Unsubscribed: Redis forgets it (polled there), and a publish reaches nobody.
+    b->sunsubscribe(ch_b);
+    BOOST_REQUIRE(run_until(io, [&] { return numsub(master_b, ch_b) == 0; }, 5s));
+    std::optional<reply> nobody;
+    a->spublish(ch_b, "after", [&](reply&& r) { nobody = std::move(r); });
+    BOOST_REQUIRE(run_until(io, [&] { return nobody.has_value(); }, 5s));
+    BOOST_TEST(nobody->integer == 0);
+    BOOST_TEST(got_b.size() == std::size_t(n + 1));
     a->close();
     b->close();
 }
