@@ -332,8 +332,7 @@ private:
                 n.cmd_open = true;
                 n.failures = 0;
                 n.failed_at = {};
-            }
-            else {
+            } else {
                 n.cmd.reset();
                 n.failed_at = clock::now();
                 if (n.failures++ == 0) self->log("cannot connect to cluster node " + name + ": " + err);
@@ -343,7 +342,11 @@ private:
             auto waiting = std::move(n.waiting);
             n.waiting.clear();
             for (auto& f : ready) f(err.empty() ? &self->nodes_.at(name) : nullptr, err);
-            if (!err.empty()) {
+            if (self->closed_) {
+                for (auto& [c, asking] : waiting) self->fail(c, "cluster client closed");
+                return;
+            }
+            if (!err.empty() || !self->nodes_.at(name).cmd_open) {
                 // Never written: safe to try again once the map says where.
                 for (auto& [c, asking] : waiting) self->park(c);
                 self->request_refresh(true);
@@ -726,14 +729,17 @@ private:
             if (st == channels_.end() || st->second.at != name) return;  // moved away: not from here
             if (on_message_) on_message_(channel, r.elements[2].str);
         } else if (kind == "message" && r.elements.size() >= 3 && channel == expired_channel()) {
-            if (on_expired_) on_expired_(r.elements[2].str, n.addr);
+            auto from = n.addr;  // a handler may close the client
+            if (on_expired_) on_expired_(r.elements[2].str, from);
         } else if (kind == "ssubscribe") {
             auto st = channels_.find(channel);
             if (st == channels_.end() || st->second.at != name) return;
             st->second.confirmed = true;
-            if (on_subscribed_) on_subscribed_(channel, n.addr);
+            auto at = n.addr;
+            if (on_subscribed_) on_subscribed_(channel, at);
         } else if (kind == "subscribe" && channel == expired_channel()) {
-            if (on_subscribed_) on_subscribed_(channel, n.addr);
+            auto at = n.addr;
+            if (on_subscribed_) on_subscribed_(channel, at);
         } else if (kind == "sunsubscribe") {
             auto st = channels_.find(channel);
             if (st == channels_.end() || st->second.at != name) return;  // ours, after a move
