@@ -191,8 +191,14 @@ private:
             conn->send({"ROLE"}, [w, r, i, target](reply&& rep) {
                 auto self = w.lock();
                 if (!self || !self->current(r)) return;
-                if (rep.is_error()) return self->pass_over(r, i, "named " + target.redacted() + ": ROLE: " + rep.str);
-                std::string role = rep.is_array() && !rep.elements.empty() ? rep.elements[0].str : std::string("?");
+                // An ACL user without ROLE: take the sentinel's word (a
+                // replica still shows itself by refusing writes, READONLY).
+                bool trusted = rep.is_error_code("NOPERM");
+                if (rep.is_error() && !trusted)
+                    return self->pass_over(r, i, "named " + target.redacted() + ": ROLE: " + rep.str);
+                std::string role = trusted ? std::string("master")
+                                   : rep.is_array() && !rep.elements.empty() ? rep.elements[0].str
+                                                                             : std::string("?");
                 if (role != "master")
                     return self->pass_over(r, i, "named " + target.redacted() + ", which is a " + role);
                 close(self->resolve_conn_);
