@@ -1,6 +1,7 @@
 // FLOCK_REDIS_URL parsing: no Redis needed.
 #include <boost/test/unit_test.hpp>
 
+#include <flock/detail/redis/sentinel.hpp>
 #include <flock/detail/redis/url.hpp>
 
 #include <string>
@@ -131,6 +132,18 @@ BOOST_AUTO_TEST_CASE(sentinel_urls_list_the_sentinels_and_name_the_master) {
         BOOST_TEST(!e.empty(), bad);
         BOOST_TEST(e.find("FLOCK_REDIS_URL") == 0u, bad);
     }
+}
+
+BOOST_AUTO_TEST_CASE(switch_master_messages_of_our_master_only) {
+    using flk::detail::redis::parse_switch_master;
+    auto e = parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2 6380", "mymaster");
+    BOOST_REQUIRE(e.has_value());
+    BOOST_TEST(e->host == "10.0.0.2");
+    BOOST_TEST(e->port == 6380);
+    BOOST_TEST(!parse_switch_master("other 10.0.0.1 6379 10.0.0.2 6380", "mymaster"));
+    BOOST_TEST(!parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2", "mymaster"));
+    BOOST_TEST(!parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2 0", "mymaster"));
+    BOOST_TEST(!parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2 x", "mymaster"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
