@@ -241,20 +241,21 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     setup->master->kill();
 
     // Cross-instance moves flow again: a move alice made after the master died reaches bob.
-    auto after_kill = [&] {
+    // When bob first got one of alice's moves made after her n-th.
+    auto after = [&](int n) {
         std::optional<std::chrono::steady_clock::time_point> first;
         bob.pull();
         for (auto const& [t, m] : bob.inbox)
-            if (m.at("type").as_string() == "cursor:updated" &&
-                m.at("position").at("x").to_number<double>() * 100000.0 > sent_at_kill + 0.5) {
+            if (m.at("type").as_string() == "cursor:updated" && m.at("userId").as_string() == "alice" &&
+                m.at("position").at("x").to_number<double>() * 100000.0 > n + 0.5) {
                 first = t;
                 break;
             }
         return first;
     };
-    BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return after_kill().has_value(); }, 20000ms),
+    BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return after(sent_at_kill).has_value(); }, 20000ms),
                           "no cross-instance cursor move within 20 s of the master's death");
-    auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(*after_kill() - killed_at);
+    auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(*after(sent_at_kill) - killed_at);
     std::cerr << "redis_sentinel: failover gap (master SIGKILL -> first cross-instance move delivered): "
               << gap.count() << " ms\n";
     BOOST_TEST_MESSAGE("failover gap: " << gap.count() << " ms");
@@ -295,6 +296,66 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     BOOST_TEST(alice.count("cursor:updated", "alice") == 0u);
     BOOST_TEST(alice.count("user:joined", "carol") == 1u);
     BOOST_TEST(bob.count("cursor:updated", "alice") == seen.size());
+
+    // A planned failover back (SENTINEL FAILOVER), the demoted master alive:
+    // the instances move to the promoted one on their own, while moving.
+    // The old master comes back as the new one's replica, on its old port
+    // (which the sentinels list as a replica since the switch).
+    setup->master->restart({"--replicaof", "127.0.0.1", std::to_string(setup->replica->port())});
+    sentinel_setup::wait_for("the old master to be a synced replica", [&] {
+        return setup->master->client().command({"INFO", "replication"}).str.find("master_link_status:up") !=
+               std::string::npos;
+    });
+    int const resumed_from = sent;
+    move();
+    BOOST_REQUIRE(run_until(io, [&] { return after(resumed_from).has_value(); }));
+    int const sent_at_failover = sent;
+    auto const failover_at = std::chrono::steady_clock::now();
+    // Refused (NOGOODSLAVE) until the sentinels see the replica in sync.
+    sentinel_setup::wait_for("a sentinel to accept SENTINEL FAILOVER", [&] {
+        return !sync_client("127.0.0.1", setup->sentinels[1]->port()).command({"SENTINEL", "FAILOVER", "mymaster"})
+                    .is_error();
+    });
+    auto on_new_master = [&] {  // both instances' command and subscriber connections
+        auto list = setup->master->client().command({"CLIENT", "LIST"}).str;
+        std::size_t n = 0;
+        for (auto p = list.find("name=flock-"); p != std::string::npos; p = list.find("name=flock-", p + 1)) ++n;
+        return n == 4;
+    };
+    BOOST_REQUIRE_MESSAGE(run_until(io, [&] {
+        if (!after(sent_at_failover)) return false;
+        try {
+            return on_new_master();
+        } catch (std::exception const&) {
+            return false;  // the sentinels closed our test client while promoting it
+        }
+    }, 20000ms), "the instances did not move to the promoted master, with moves flowing");
+    // A move after the instances moved still crosses over.
+    int const sent_when_moved = sent;
+    BOOST_REQUIRE(run_until(io, [&] { return after(sent_when_moved).has_value(); }));
+    mover.cancel();
+    // What bob saw of it: the longest pause between two of alice's moves, and how many were lost.
+    std::chrono::steady_clock::duration pause{};
+    std::optional<std::chrono::steady_clock::time_point> previous;
+    int received = 0;
+    bob.pull();
+    for (auto const& [t, m] : bob.inbox) {
+        if (t < failover_at || m.at("type").as_string() != "cursor:updated" || m.at("userId").as_string() != "alice")
+            continue;
+        if (previous) pause = std::max(pause, t - *previous);
+        previous = t;
+        ++received;
+    }
+    std::cerr << "redis_sentinel: SENTINEL FAILOVER: longest pause between cross-instance moves "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(pause).count() << " ms, "
+              << (sent - sent_at_failover - received) << " of " << (sent - sent_at_failover) << " moves lost\n";
+    BOOST_TEST(setup->master->client().command({"ROLE"}).elements.at(0).str == "master");
+    seen.clear();
+    for (auto const& m : bob.of("cursor:updated", "alice"))
+        seen.push_back(static_cast<int>(m.at("position").at("x").to_number<double>() * 100000.0 + 0.5));
+    increasing = std::adjacent_find(seen.begin(), seen.end(), [](int x, int y) { return y <= x; }) == seen.end();
+    BOOST_TEST(increasing);
+    BOOST_TEST(alice.count("user:left") + bob.count("user:left") + carol.count("user:left") == 0u);
 
     // The admin's own connections find the new master the same way.
     flk::redis_settings rs;
