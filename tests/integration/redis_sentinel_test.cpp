@@ -295,7 +295,6 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     BOOST_TEST(increasing);
     BOOST_TEST(alice.count("cursor:updated", "alice") == 0u);
     BOOST_TEST(alice.count("user:joined", "carol") == 1u);
-    BOOST_TEST(bob.count("cursor:updated", "alice") == seen.size());
 
     // A planned failover back (SENTINEL FAILOVER), the demoted master alive:
     // the instances move to the promoted one on their own, while moving.
