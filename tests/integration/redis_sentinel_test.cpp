@@ -99,8 +99,9 @@ struct sentinel_setup {
         std::filesystem::create_directories(dir);
         master = redis_server::spawn();
         // Writable, so that the test can make it miss writes (see below).
-        replica = redis_server::spawn(
-            {"--replicaof", "127.0.0.1", std::to_string(master->port()), "--replica-read-only", "no"});
+        // (--dir: a replica's full sync writes dump.rdb, here rather than in the cwd.)
+        replica = redis_server::spawn({"--replicaof", "127.0.0.1", std::to_string(master->port()),
+                                       "--replica-read-only", "no", "--dir", dir.string()});
         wait_for("the replica to sync", [&] {
             auto r = replica->client().command({"INFO", "replication"});
             return r.str.find("master_link_status:up") != std::string::npos;
@@ -300,7 +301,8 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     // the instances move to the promoted one on their own, while moving.
     // The old master comes back as the new one's replica, on its old port
     // (which the sentinels list as a replica since the switch).
-    setup->master->restart({"--replicaof", "127.0.0.1", std::to_string(setup->replica->port())});
+    setup->master->restart(
+        {"--replicaof", "127.0.0.1", std::to_string(setup->replica->port()), "--dir", setup->dir.string()});
     auto role_of_old = [&] {
         auto info = setup->master->client().command({"INFO", "replication"}).str;
         if (info.find("role:master") != std::string::npos) return std::string("master");
