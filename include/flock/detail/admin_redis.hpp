@@ -28,6 +28,7 @@
 #include <flock/detail/instance_record.hpp>
 #include <flock/detail/redis/connection.hpp>
 #include <flock/detail/redis/keys.hpp>
+#include <flock/detail/redis/sentinel.hpp>
 #include <flock/detail/redis/url.hpp>
 #include <flock/log.hpp>
 
@@ -99,6 +100,7 @@ public:
 
     void stop() {
         stopped_ = true;
+        if (sentinel_) sentinel_->stop();
         waiting_.clear();
         retry_.cancel();
         if (cmd_) cmd_->close();
@@ -321,13 +323,31 @@ private:
 
     // ---- connections -------------------------------------------------------------
 
-    void connect() {
-        if (stopped_) return;
+    rd::connection_config config() const {
         rd::connection_config cfg;
         cfg.connect_timeout = settings_.connect_timeout;
         cfg.reply_timeout = settings_.reply_timeout;
         cfg.ping_interval = settings_.ping_interval;
         cfg.client_name = "flock-admin";
+        return cfg;
+    }
+
+    void connect() {
+        if (stopped_) return;
+        if (!url_.sentinel()) return connect_to(url_);
+        // redis+sentinel://: the master the sentinels name, as the brokers find it.
+        if (!sentinel_) sentinel_ = std::make_shared<rd::sentinel_client>(ex_, url_, tls_.get(), config(), log_);
+        connecting_ = true;
+        sentinel_->resolve([w = weak_from_this()](std::string const& err, rd::url const& master) {
+            auto self = w.lock();
+            if (!self || self->stopped_) return;
+            if (!err.empty()) return self->on_lost(err);
+            self->connect_to(master);
+        });
+    }
+
+    void connect_to(rd::url const& target) {
+        auto cfg = config();
         auto self = shared_from_this();
         cmd_ = std::make_shared<rd::connection>(ex_, tls_.get());
         sub_ = std::make_shared<rd::connection>(ex_, tls_.get());
@@ -336,7 +356,7 @@ private:
         auto lost = [w = weak_from_this()](std::string const& why) {
             if (auto s = w.lock()) s->on_lost(why);
         };
-        cmd_->async_connect(url_, cfg, [self, lost, c = cmd_](std::string const& err) {
+        cmd_->async_connect(target, cfg, [self, lost, c = cmd_](std::string const& err) {
             if (c != self->cmd_) return;
             if (!err.empty()) return self->on_lost(err);
             self->cmd_up_ = true;
@@ -344,7 +364,7 @@ private:
             c->on_close(lost);
             for (auto& q : std::exchange(self->waiting_, {})) self->run(q);
         });
-        sub_->async_connect(url_, cfg, [self, lost, s = sub_](std::string const& err) {
+        sub_->async_connect(target, cfg, [self, lost, s = sub_](std::string const& err) {
             if (s != self->sub_) return;
             if (!err.empty()) return self->on_lost(err);
             s->on_close(lost);
@@ -406,6 +426,7 @@ private:
     logger log_;
     std::string control_;
     std::unique_ptr<asio::ssl::context> tls_;
+    std::shared_ptr<rd::sentinel_client> sentinel_;  // redis+sentinel:// only
     std::shared_ptr<rd::connection> cmd_, sub_;
     bool cmd_up_ = false, sub_up_ = false, connecting_ = false, stopped_ = false;
     std::vector<std::shared_ptr<query>> waiting_;  // reads waiting for the first connection

@@ -8,6 +8,7 @@
 #include <flock/detail/contain.hpp>
 #include <flock/detail/redis/batch.hpp>
 #include <flock/detail/redis/connection.hpp>
+#include <flock/detail/redis/sentinel.hpp>
 #include <flock/detail/redis/keys.hpp>
 #include <flock/detail/redis/scripts.hpp>
 #include <flock/detail/redis/url.hpp>
@@ -127,6 +128,13 @@ public:
                                  : std::min(std::chrono::duration_cast<std::chrono::milliseconds>(opts.presence_ttl) / 3,
                                             opts.heartbeat_interval * 4 / 5);
         if (url_.tls) make_tls_context();
+        if (url_.sentinel()) {
+            connection_config c;
+            c.connect_timeout = settings_.connect_timeout;
+            c.reply_timeout = settings_.reply_timeout;
+            c.ping_interval = settings_.ping_interval;
+            sentinel_ = std::make_shared<sentinel_client>(ex_, url_, tls_.get(), c, log_);
+        }
     }
 
     // ---- lifecycle -----------------------------------------------------------------
@@ -135,6 +143,10 @@ public:
         if (started_ || stopped_) return;
         started_ = true;
         log_.info("redis broker starting", {{"url", url_.redacted()}, {"instance", instance_}});
+        if (sentinel_)
+            sentinel_->watch([w = weak_from_this()](endpoint const& e) {
+                if (auto self = w.lock()) self->on_switch_master(e);
+            });
         connect();
     }
 
@@ -186,6 +198,7 @@ public:
         events_ = nullptr;
         state_handler_ = nullptr;
         stopped_ = true;
+        if (sentinel_) sentinel_->stop();
         close_connections();
         reconnect_timer_.cancel();
         sweep_timer_.cancel();
@@ -459,6 +472,36 @@ private:
 
     void connect() {
         if (stopping_ || stopped_) return;
+        if (!sentinel_) return connect_to(url_);
+        // redis+sentinel://: ask the sentinels for the master first.
+        ++attempt_;
+        auto w = weak_from_this();
+        sentinel_->resolve([w, attempt = attempt_](std::string const& error, url const& master) {
+            auto self = w.lock();
+            if (!self || self->stopped_ || self->stopping_ || self->attempt_ != attempt) return;
+            if (!error.empty()) return self->on_connect_failed(error);
+            if (master.host != self->master_.host || master.port != self->master_.port)
+                self->log_.info("sentinel: the master is " + endpoint{master.host, master.port}.text(),
+                                {{"master", self->url_.master_name}});
+            self->master_ = endpoint{master.host, master.port};
+            self->connect_to(master);
+        });
+    }
+
+    /// A sentinel saw our master switch to `e`: leave the old one (if still
+    /// on it) and connect to the new one now, whatever the backoff had grown to.
+    void on_switch_master(endpoint const& e) {
+        if (stopping_ || stopped_) return;
+        if (up_ && e == master_) return;
+        if (up_) on_lost("sentinel: the master moved to " + e.text());
+        if (stopping_ || stopped_) return;
+        backoff_step_ = 0;
+        reconnect_timer_.cancel();
+        close_connections();
+        connect();
+    }
+
+    void connect_to(url const& target) {
         ++attempt_;
         auto cfg_for = [&](std::string_view role) {
             connection_config c;
@@ -486,11 +529,11 @@ private:
             else
                 self->on_connect_failed(results->first->empty() ? *results->second : *results->first);
         };
-        cmd->async_connect(url_, cfg_for("cmd"), [results, both](std::string const& e) {
+        cmd->async_connect(target, cfg_for("cmd"), [results, both](std::string const& e) {
             results->first = e;
             both();
         });
-        sub->async_connect(url_, cfg_for("sub"), [results, both](std::string const& e) {
+        sub->async_connect(target, cfg_for("sub"), [results, both](std::string const& e) {
             results->second = e;
             both();
         });
@@ -630,6 +673,7 @@ private:
         up_ = false;
         stop_timer_.cancel();
         reconnect_timer_.cancel();
+        if (sentinel_) sentinel_->stop();
         close_connections();
         log_.info("redis broker stopped");
         if (!stop_done_) return;
@@ -1189,6 +1233,8 @@ private:
     json_codec codec_;
     std::unique_ptr<asio::ssl::context> tls_;
 
+    std::shared_ptr<sentinel_client> sentinel_;  ///< redis+sentinel:// only
+    endpoint master_;                            ///< redis+sentinel://: the master last resolved
     std::shared_ptr<connection> cmd_, sub_;
     std::shared_ptr<connection_stats> stats_ = std::make_shared<connection_stats>();
     std::uint64_t reconnects_ = 0, published_ = 0, received_ = 0;
