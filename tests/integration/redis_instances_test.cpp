@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-namespace redis_cluster_test {
+namespace redis_instances_test {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -98,7 +98,7 @@ inline std::vector<std::string> users_of(json::object const& ack) {
 }
 
 
-BOOST_AUTO_TEST_SUITE(redis_cluster)
+BOOST_AUTO_TEST_SUITE(redis_instances)
 
 BOOST_AUTO_TEST_CASE(three_instances_one_room) {
     auto& srv = redis_server::shared();
@@ -238,4 +238,4 @@ BOOST_AUTO_TEST_CASE(redis_restart_with_clients_connected) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
-}  // namespace redis_cluster_test
+}  // namespace redis_instances_test
