@@ -113,13 +113,13 @@ public:
           ttl_(std::to_string(opts.presence_ttl.count())),
           instance_(boost::uuids::to_string(boost::uuids::random_generator()())),
           expired_channel_(expired_channel(url_.db)),
+          link_(settings_.reconnect_min, settings_.reconnect_max,
+                settings_.restore_grace ? *settings_.restore_grace : 2 * settings_.reconnect_max),
           reconnect_timer_(ex),
           sweep_timer_(ex),
           cursor_timer_(ex),
           stop_timer_(ex),
-          batch_timer_(ex),
-          link_(settings_.reconnect_min, settings_.reconnect_max,
-                settings_.restore_grace ? *settings_.restore_grace : 2 * settings_.reconnect_max) {
+          batch_timer_(ex) {
         sweep_every_ = settings_.sweep_interval
                            ? *settings_.sweep_interval
                            : std::max<std::chrono::milliseconds>(std::chrono::seconds(1),
