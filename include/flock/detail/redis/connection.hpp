@@ -349,8 +349,7 @@ private:
     void fail(std::string why, redis_errc code = redis_errc::connection_lost) {
         if (state_ == state::connecting || state_ == state::handshaking) {
             if (!tls_) why += " (if the server expects TLS, use rediss://)";
-            return connect_failed("handshake with " + url_.redacted() + " failed: " + why,
-                                  code == redis_errc::connection_lost ? redis_errc::handshake_failed : code);
+            return connect_failed("handshake with " + url_.redacted() + " failed: " + why, redis_errc::handshake_failed);
         }
         error_ = code;
         auto h = std::move(on_close_);
