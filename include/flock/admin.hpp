@@ -12,7 +12,8 @@
 // and its socket is closed (the browser client then reconnects and joins
 // again). In Redis mode every flock instance of the cluster closes its own
 // sockets (a control message on a flock-only channel, detail/admin_redis.hpp)
-// and the dashboard lists the whole cluster.
+// and the dashboard lists the whole cluster: its rooms and members, and every
+// flock instance from the record each keeps in Redis (flock/instance_registry.hpp).
 //
 // Unlike the reference: random session tokens (OpenSSL's CSPRNG) with an
 // expiry, HttpOnly SameSite=Strict cookies (Secure behind a trusted TLS
@@ -31,6 +32,7 @@
 // shards' threads and only post there; shards are reached by posting to them.
 #pragma once
 
+#include <flock/admin_backend.hpp>
 #include <flock/basic_flock.hpp>
 #include <flock/broker/redis_settings.hpp>
 #include <flock/detail/admin_html.hpp>
@@ -39,6 +41,7 @@
 #include <flock/http.hpp>
 #include <flock/log.hpp>
 #include <flock/options.hpp>
+#include <flock/version.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
@@ -101,57 +104,6 @@ struct admin_options {
         return a;
     }
 };
-
-/// What the admin reads from and orders a server: per shard, on the shard's
-/// thread. admin_backend_of() makes one for a flk::sharded_server.
-struct admin_backend {
-    struct shard_report {
-        std::size_t connections = 0;
-        std::vector<local_room> rooms;
-        std::string broker;  ///< "memory", "redis"
-        bool up = true;
-        std::string error;
-        std::string instance;  ///< the Redis broker's instanceId
-    };
-    std::size_t shards = 0;
-    /// Calls `done` (from any thread) with shard i's state.
-    std::function<void(std::size_t i, std::function<void(shard_report)> done)> report;
-    /// Shard i closes the sockets in `room` ("" = every room), then calls `done` (any thread).
-    std::function<void(std::size_t i, std::string room, std::function<void()> done)> close;
-};
-
-inline constexpr std::string_view admin_close_message = "room closed by admin";
-
-/// The backend of a flk::sharded_server (of basic_flock shards).
-template <class Sharded>
-admin_backend admin_backend_of(Sharded& server) {
-    using S = typename Sharded::server_type;
-    admin_backend b;
-    b.shards = server.size();
-    b.report = [&server](std::size_t i, std::function<void(admin_backend::shard_report)> done) {
-        server.post(i, [done = std::move(done)](std::size_t, S& s) {
-            admin_backend::shard_report r;
-            r.connections = s.connection_count();
-            r.rooms = s.local_rooms();
-            if constexpr (requires { s.broker().connected(); s.broker().instance_id(); }) {
-                r.broker = "redis";
-                r.up = s.broker().connected();
-                r.error = s.broker().last_error();
-                r.instance = s.broker().instance_id();
-            } else {
-                r.broker = "memory";
-            }
-            done(std::move(r));
-        });
-    };
-    b.close = [&server](std::size_t i, std::string room, std::function<void()> done) {
-        server.post(i, [room = std::move(room), done = std::move(done)](std::size_t, S& s) {
-            s.close_room(room, std::string(admin_close_message));
-            if (done) done();
-        });
-    };
-    return b;
-}
 
 /// The admin dashboard. Make it with std::make_shared.
 class admin : public std::enable_shared_from_this<admin> {
@@ -379,7 +331,7 @@ private:
         });
         for (std::size_t i = 0; i < backend_->shards; ++i) {
             g->d.shards[i].index = i;
-            backend_->report(i, [self, g, i, finish](admin_backend::shard_report r) {
+            backend_->report(i, true, [self, g, i, finish](admin_backend::shard_report r) {
                 boost::asio::post(self->ex_, [g, i, finish, r = std::move(r)]() mutable {
                     if (g->done) return;
                     g->d.shards[i].answered = true;
@@ -410,7 +362,7 @@ private:
             if (!s.answered) continue;
             auto& r = reports[i];
             s.connections = r.connections;
-            s.rooms = r.rooms.size();
+            s.rooms = r.room_count;
             s.broker = r.broker;
             s.up = r.up;
             s.error = r.error;
@@ -440,13 +392,14 @@ private:
             } else {
                 d.notes.push_back("Redis did not answer within " + std::to_string(opts_.gather_timeout.count()) + " ms.");
             }
+            if (cluster && cluster->instances_ok) list_instances(d, *cluster, ours);
             if (cluster && cluster->ok) {
                 d.cluster = true;
                 for (auto& r : cluster->rooms) {
                     std::erase_if(r.members, [&](member_row& m) {
                         auto mine = std::ranges::find(ours, m.where, &std::pair<std::string, std::size_t>::first);
                         if (mine == ours.end()) {
-                            m.where = m.where.empty() ? "a reference (Node.js) instance" : "instance " + m.where;
+                            m.where = m.where.empty() ? "a reference (Node.js) instance" : "instance " + where_of(*cluster, m.where);
                             return false;
                         }
                         // Held here: the shard's own view is the truth (a
@@ -468,6 +421,71 @@ private:
         for (auto& r : d.rooms) std::ranges::sort(r.members, {}, &member_row::user_id);
         d.now = std::chrono::system_clock::now();
         send(ctx, 200, detail::admin::dashboard_page(d, ctx.nonce));
+    }
+
+    // The Instances table: this process from its live figures (just
+    // gathered), every other flock instance from its record in Redis.
+    void list_instances(detail::admin::dashboard& d, detail::admin::cluster_view const& cluster,
+                        std::vector<std::pair<std::string, std::size_t>> const& ours) const {
+        using detail::admin::instance_row;
+        using sys = std::chrono::system_clock;
+        auto at = [](std::int64_t ms) { return sys::time_point(std::chrono::milliseconds(ms)); };
+        d.instances_listed = true;
+        instance_row me;
+        me.name = instance_name_;
+        me.this_process = true;
+        me.version = std::string(version);
+        me.shards = d.shards.size();
+        for (auto const& s : d.shards) {
+            if (!s.answered) {
+                if (me.error.empty()) me.error = "shard " + std::to_string(s.index) + " did not answer in time";
+                continue;
+            }
+            me.connections += s.connections;
+            me.rooms += s.rooms;
+            if (s.up) ++me.shards_up;
+            else if (me.error.empty()) me.error = s.error;
+        }
+        me.rtt = cluster.rtt;
+        me.started = started_;
+        std::vector<instance_row> others;
+        for (auto const& rec : cluster.instances) {
+            bool const mine = std::ranges::any_of(ours, [&](auto const& o) { return rec.shard_of(o.first).has_value(); });
+            if (mine) {  // our own record: only when we started, the rest is live
+                if (rec.started_at > 0) me.started = at(rec.started_at);
+                continue;
+            }
+            instance_row r;
+            r.name = rec.name.empty() ? rec.id : rec.name;
+            r.version = rec.version;
+            r.shards = rec.shards.size();
+            r.shards_up = rec.shards_up();
+            r.connections = rec.connections();
+            r.rooms = rec.rooms();
+            for (auto const& s : rec.shards)
+                if (!s.up && !s.error.empty()) {
+                    r.error = s.error;
+                    break;
+                }
+            if (rec.rtt_us) r.rtt = std::chrono::microseconds(*rec.rtt_us);
+            if (rec.started_at > 0) r.started = at(rec.started_at);
+            r.reported = at(rec.updated_at);
+            others.push_back(std::move(r));
+        }
+        std::ranges::sort(others, {}, &instance_row::name);
+        d.instances.push_back(std::move(me));
+        for (auto& r : others) d.instances.push_back(std::move(r));
+    }
+
+    // How a member's holder is named: the instance's name (and its shard)
+    // from its record, else its raw instanceId.
+    static std::string where_of(detail::admin::cluster_view const& cluster, std::string const& instance) {
+        for (auto const& rec : cluster.instances)
+            if (auto i = rec.shard_of(instance)) {
+                auto name = rec.name.empty() ? rec.id : rec.name;
+                return rec.shards.size() > 1 ? name + ", shard " + std::to_string(*i) : name;
+            }
+        return instance;
     }
 
     static std::string shard_label(std::size_t i, std::size_t n) {
@@ -497,6 +515,7 @@ private:
     std::optional<admin_backend> backend_;
     std::string instance_name_;
     std::shared_ptr<detail::admin::cluster_reader> redis_;
+    std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
 };
 
 }  // namespace flk

@@ -1,8 +1,10 @@
 // The admin dashboard (flock/admin.hpp) over real sockets: a flk::sharded_server
 // with the admin's route, its admin on a thread of its own as in flock-server,
-// real WebSocket clients, and in Redis mode two instances on a real redis-server.
+// real WebSocket clients, and in Redis mode two instances on a real redis-server,
+// each with its flk::instance_registry (as flock-server runs one, admin or not).
 #include <flock/admin.hpp>
 #include <flock/flock.hpp>
+#include <flock/instance_registry.hpp>
 
 #include "integration/redis_server.hpp"
 #include "integration/ws_client.hpp"
@@ -31,29 +33,44 @@ using namespace std::chrono_literals;
 
 constexpr char const* password = "correct horse battery staple";
 
-// A server with its admin, as examples/flock_server.cpp wires them.
+// Tests refresh the instance records quickly, so that a figure is in Redis soon.
+flk::registry_options fast_registry() {
+    flk::registry_options r;
+    r.refresh = 200ms;
+    r.ttl = 2s;
+    return r;
+}
+
+// A server with its admin (and in Redis mode its registry), as
+// examples/flock_server.cpp wires them.
 template <class Server>
 struct instance {
     boost::asio::io_context io{1};
     std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work{io.get_executor()};
     std::thread admin_thread;
     std::shared_ptr<flk::admin> admin;
+    std::shared_ptr<flk::instance_registry> registry;
     std::unique_ptr<flk::sharded_server<Server>> srv;
 
-    instance(flk::admin_options a, flk::options o) {
+    instance(flk::admin_options a, flk::options o, flk::registry_options r = fast_registry()) {
         o.host = "127.0.0.1";
         o.port = 0;
         o.log = flk::log_level::silent;
         admin = std::make_shared<flk::admin>(io.get_executor(), a, o);
-        o.http_routes.push_back(admin->route());
+        if (admin->enabled()) o.http_routes.push_back(admin->route());
+        if (o.redis_url) registry = std::make_shared<flk::instance_registry>(io.get_executor(), o, r);
         srv = std::make_unique<flk::sharded_server<Server>>(o);
         srv->start();
-        admin->attach(flk::admin_backend_of(*srv), "127.0.0.1:" + std::to_string(srv->port()));
+        auto const name = flk::instance_name(o, srv->port());
+        if (admin->enabled()) admin->attach(flk::admin_backend_of(*srv), name);
+        if (registry) registry->attach(flk::admin_backend_of(*srv), name);
         admin_thread = std::thread([this] { io.run(); });
         // Ready: the admin hears close orders, and every shard's broker is connected.
-        std::promise<void> ready;
-        admin->when_ready([&] { ready.set_value(); });
-        BOOST_REQUIRE(ready.get_future().wait_for(10s) == std::future_status::ready);
+        if (admin->enabled()) {
+            std::promise<void> ready;
+            admin->when_ready([&] { ready.set_value(); });
+            BOOST_REQUIRE(ready.get_future().wait_for(10s) == std::future_status::ready);
+        }
         if constexpr (requires(Server& s) { s.broker().on_state_change(nullptr); }) {
             for (std::size_t i = 0; i < srv->size(); ++i) {
                 auto up = std::make_shared<std::promise<void>>();
@@ -67,8 +84,15 @@ struct instance {
                 BOOST_REQUIRE(f.wait_for(10s) == std::future_status::ready);
             }
         }
+        if (registry) published();
     }
+    // A graceful stop, in flock-server's order: the record first, then the server.
     ~instance() {
+        if (registry) {
+            std::promise<void> gone;
+            registry->stop([&] { gone.set_value(); });
+            gone.get_future().wait_for(10s);
+        }
         std::promise<void> done;
         srv->stop([&] { done.set_value(); });
         done.get_future().wait_for(10s);
@@ -79,6 +103,14 @@ struct instance {
     }
     std::uint16_t port() const { return srv->port(); }
     std::string origin() const { return "http://127.0.0.1:" + std::to_string(srv->port()); }
+    std::string name() const { return "127.0.0.1:" + std::to_string(srv->port()); }
+    // Waits until this instance's record, gathered from now on, is in Redis.
+    void published() {
+        auto p = std::make_shared<std::promise<void>>();
+        auto f = p->get_future();
+        registry->when_published([p] { p->set_value(); });
+        BOOST_REQUIRE(f.wait_for(10s) == std::future_status::ready);
+    }
 };
 
 flk::admin_options admin_opts(std::optional<std::string> pw = password) {
@@ -172,6 +204,21 @@ void expect_closed_by_admin(ws_client& c, std::string const& who) {
         BOOST_TEST(json::serialize(e) == R"({"type":"error","code":"INTERNAL_ERROR","message":"room closed by admin"})");
         BOOST_TEST(c.wait_close().has_value());
     }
+}
+
+// The Instances table's row of `name`, or "" when it is not listed.
+std::string instance_row(std::string const& page, std::string const& name) {
+    auto p = page.find("<tr class=\"instance\" data-instance=\"" + name + "\"");
+    if (p == std::string::npos) return {};
+    return page.substr(p, page.find("</tr>", p) - p);
+}
+
+std::string connections_cell(std::string const& row) {
+    auto const tag = std::string("<td class=\"connections\">");
+    auto p = row.find(tag);
+    if (p == std::string::npos) return {};
+    p += tag.size();
+    return row.substr(p, row.find('<', p) - p);
 }
 
 std::size_t count(std::string const& hay, std::string const& needle) {
@@ -410,6 +457,111 @@ BOOST_AUTO_TEST_CASE(in_redis_mode_the_cluster_is_listed_and_close_room_acts_on_
         if (!gone) std::this_thread::sleep_for(20ms);
     }
     BOOST_TEST(gone);
+}
+
+BOOST_AUTO_TEST_CASE(in_redis_mode_every_instance_is_listed_with_its_connections_until_it_stops) {
+    auto& redis = redis_fixture::redis_server::shared();
+    auto rc = redis.client(12);
+    rc.command({"FLUSHDB"});
+    auto o = shard_opts(2);
+    o.redis_url = redis.url(12);
+    instance<flk::redis_scaled_server> a(admin_opts(), o);
+    auto ob = shard_opts(1);
+    ob.redis_url = o.redis_url;
+    auto b = std::make_unique<instance<flk::redis_scaled_server>>(admin_opts(std::nullopt), ob);  // no admin
+    BOOST_TEST(!b->admin->enabled());
+    BOOST_TEST(browser(b->port()).get().status == 404);
+
+    auto a1 = joined(a.port(), "lobby", "a1", {{"name", "Ann"}});
+    auto b1 = joined(b->port(), "lobby", "b1", {{"name", "Bob"}});
+    auto b2 = joined(b->port(), "lobby", "b2", {{"name", "Bea"}});
+    auto b3 = joined(b->port(), "side", "b3");
+    b->published();  // B's record now counts its three connections
+
+    browser admin(a.port());
+    admin.sign_in();
+    auto page = admin.get().body;
+    auto const row_a = instance_row(page, a.name()), row_b = instance_row(page, b->name());
+    BOOST_TEST(row_a.find("(this process)") != std::string::npos);
+    BOOST_TEST(count(page, "data-instance=") == 2u);  // A's own record is not listed twice
+    BOOST_TEST(connections_cell(row_a) == "1");
+    BOOST_TEST(row_b.find("(this process)") == std::string::npos);
+    BOOST_TEST(connections_cell(row_b) == "3");
+    BOOST_TEST(row_b.find(std::string(flk::version)) != std::string::npos);
+    BOOST_TEST(page.find("id=\"cluster-connections\">4<") != std::string::npos);
+    // A member held by B is named by B's name.
+    auto room = page.substr(page.find("data-room=\"lobby\""));
+    room = room.substr(0, room.find("</tr>"));
+    auto bob = room.substr(room.find("Bob"));
+    BOOST_TEST(bob.substr(0, bob.find("</li>")).find("on instance " + b->name()) != std::string::npos);
+
+    // B stops gracefully: its record goes before it does.
+    auto const b_key = b->registry->key();
+    BOOST_TEST(rc.exists(b_key));
+    auto const b_name = b->name();
+    auto stopping = std::async(std::launch::async, [&] { b.reset(); });
+    for (auto* c : {b1.get(), b2.get(), b3.get()}) BOOST_TEST(c->wait_close() == std::optional<std::uint16_t>(1001));
+    stopping.get();
+    BOOST_TEST(!rc.exists(b_key));
+    page = admin.get().body;
+    BOOST_TEST(instance_row(page, b_name).empty());
+    BOOST_TEST(!instance_row(page, a.name()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_crashed_instance_leaves_the_list_when_its_record_expires_and_records_are_escaped) {
+    auto& redis = redis_fixture::redis_server::shared();
+    auto rc = redis.client(12);
+    rc.command({"FLUSHDB"});
+    // A record written by something else, with markup, and an index entry
+    // whose record is long gone.
+    std::string const evil = "<script>alert(1)</script>\" onmouseover=\"x";
+    rc.command({"SET", "flock:instance:forged",
+                json::serialize(json::object{{"id", "forged"}, {"name", evil}, {"version", "<b>9</b>"},
+                                             {"shards", json::array{json::object{{"instanceId", "i"},
+                                                                                 {"connections", 7},
+                                                                                 {"up", false},
+                                                                                 {"error", "<i>down</i>"}}}}}),
+                "PX", "60000"});
+    rc.command({"SADD", "flock:instances", "forged", "vanished"});
+
+    auto o = shard_opts(1);
+    o.redis_url = redis.url(12);
+    instance<flk::redis_scaled_server> a(admin_opts(), o);
+    auto r = fast_registry();
+    r.refresh = 100ms;
+    r.ttl = 1s;
+    instance<flk::redis_scaled_server> b(admin_opts(std::nullopt), o, r);
+
+    browser admin(a.port());
+    admin.sign_in();
+    auto page = admin.get().body;
+    BOOST_TEST(!instance_row(page, b.name()).empty());
+    BOOST_TEST(page.find("<script") == std::string::npos);
+    BOOST_TEST(page.find("<b>9") == std::string::npos);
+    BOOST_TEST(page.find("<i>down") == std::string::npos);
+    BOOST_TEST(page.find("\" onmouseover=") == std::string::npos);
+    auto const forged = instance_row(page, "&lt;script&gt;alert(1)&lt;/script&gt;&quot; onmouseover=&quot;x");
+    BOOST_TEST(connections_cell(forged) == "7");
+    BOOST_TEST(forged.find("&lt;i&gt;down&lt;/i&gt;") != std::string::npos);
+    // The index entry without a record was dropped by that read.
+    BOOST_TEST(rc.command({"SISMEMBER", "flock:instances", "vanished"}).integer == 0);
+
+    // B dies: no DEL. Its record expires within its TTL, and then it is not listed.
+    auto p = std::make_shared<std::promise<void>>();
+    auto halted = p->get_future();
+    b.registry->halt([p] { p->set_value(); });
+    BOOST_REQUIRE(halted.wait_for(10s) == std::future_status::ready);
+    auto const halted_at = std::chrono::steady_clock::now();
+    BOOST_TEST(rc.exists(b.registry->key()));
+    BOOST_TEST(!instance_row(admin.get().body, b.name()).empty());  // still there: it may be alive
+    // Nothing to await but Redis's clock: poll the page, bounded.
+    bool gone = false;
+    while (!gone && std::chrono::steady_clock::now() < halted_at + r.ttl + 5s) {
+        gone = instance_row(admin.get().body, b.name()).empty();
+        if (!gone) std::this_thread::sleep_for(50ms);
+    }
+    BOOST_TEST(gone);
+    BOOST_TEST(rc.command({"SISMEMBER", "flock:instances", b.registry->id()}).integer == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

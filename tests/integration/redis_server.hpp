@@ -204,6 +204,13 @@ public:
         start();
     }
 
+    /// Starts again on the same port, empty, with these `extra` arguments
+    /// instead of the first ones (e.g. as a replica of another server).
+    void restart(std::vector<std::string> extra) {
+        extra_ = std::move(extra);
+        restart();
+    }
+
 private:
     redis_server() = default;
 

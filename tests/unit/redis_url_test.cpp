@@ -1,6 +1,7 @@
 // FLOCK_REDIS_URL parsing: no Redis needed.
 #include <boost/test/unit_test.hpp>
 
+#include <flock/detail/redis/sentinel.hpp>
 #include <flock/detail/redis/url.hpp>
 
 #include <string>
@@ -92,6 +93,57 @@ BOOST_AUTO_TEST_CASE(bad_urls_are_config_errors_naming_the_variable) {
         BOOST_TEST(e.find("FLOCK_REDIS_URL") == 0u, bad);
     }
     BOOST_TEST(error_of("redis://user:hunter2@h:0").find("hunter2") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(sentinel_urls_list_the_sentinels_and_name_the_master) {
+    auto u = parse("redis+sentinel://:pw@s1:26380,s2,[::1]:26381/mymaster/2");
+    BOOST_TEST(u.sentinel());
+    BOOST_TEST(!u.tls);
+    BOOST_REQUIRE(u.sentinels.size() == 3u);
+    BOOST_TEST(u.sentinels[0].host == "s1");
+    BOOST_TEST(u.sentinels[0].port == 26380);
+    BOOST_TEST(u.sentinels[1].host == "s2");
+    BOOST_TEST(u.sentinels[1].port == 26379);  // Sentinel's default port
+    BOOST_TEST(u.sentinels[2].host == "::1");
+    BOOST_TEST(u.master_name == "mymaster");
+    BOOST_TEST(u.db == 2);
+    BOOST_TEST(*u.password == "pw");
+    BOOST_TEST(u.redacted() == "redis+sentinel://:***@s1:26380,s2:26379,[::1]:26381/mymaster/2");
+
+    // Aimed at the master the sentinels named: same credentials and db, no sentinels.
+    auto m = u.at({"10.0.0.7", 6390});
+    BOOST_TEST(!m.sentinel());
+    BOOST_TEST(m.host == "10.0.0.7");
+    BOOST_TEST(m.port == 6390);
+    BOOST_TEST(*m.password == "pw");
+    BOOST_TEST(m.db == 2);
+    BOOST_TEST(m.redacted() == "redis://:***@10.0.0.7:6390/2");
+
+    auto t = parse("rediss+sentinel://h/cache");
+    BOOST_TEST(t.tls);
+    BOOST_TEST(t.db == 0);
+    BOOST_TEST(t.master_name == "cache");
+    BOOST_TEST(!parse("redis://h:1").sentinel());
+
+    for (auto bad : {"redis+sentinel://h:26379", "redis+sentinel://h:26379/", "redis+sentinel://h,,g/m",
+                     "redis+sentinel://,h/m", "redis+sentinel://h:0/m", "redis+sentinel://h/m/x",
+                     "redis+sentinel:///m", "sentinel://h/m"}) {
+        auto e = error_of(bad);
+        BOOST_TEST(!e.empty(), bad);
+        BOOST_TEST(e.find("FLOCK_REDIS_URL") == 0u, bad);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(switch_master_messages_of_our_master_only) {
+    using flk::detail::redis::parse_switch_master;
+    auto e = parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2 6380", "mymaster");
+    BOOST_REQUIRE(e.has_value());
+    BOOST_TEST(e->host == "10.0.0.2");
+    BOOST_TEST(e->port == 6380);
+    BOOST_TEST(!parse_switch_master("other 10.0.0.1 6379 10.0.0.2 6380", "mymaster"));
+    BOOST_TEST(!parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2", "mymaster"));
+    BOOST_TEST(!parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2 0", "mymaster"));
+    BOOST_TEST(!parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2 x", "mymaster"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -24,6 +24,9 @@
 // - Redis may vanish: the broker logs it once, fails joins fast, drops
 //   fire-and-forget writes, reconnects with backoff, re-subscribes, and
 //   writes back the presence and cursor of its still-connected users.
+// - Behind Redis Sentinel (redis+sentinel://), each (re)connect asks the
+//   sentinels for the master, and a `+switch-master` reconnects at once
+//   (detail/redis/sentinel.hpp; docs/scaling.md#redis-sentinel).
 //
 // Everything runs on the executor given at construction, on one thread.
 #pragma once

@@ -22,11 +22,13 @@ enum class redis_errc {
     auth_failed,         ///< AUTH refused, or NOAUTH: a password is needed
     select_failed,       ///< SELECT of the URL's database refused
     handshake_failed,    ///< PING refused, or the connection failed mid-handshake
+    no_master,           ///< redis+sentinel://: no sentinel named a reachable master
     // An open connection.
     connection_lost,  ///< closed by Redis, or a read or write failed
     reply_timeout,    ///< no reply within FLOCK_REDIS_REPLY_TIMEOUT_MS
     protocol_error,   ///< not RESP, or a reply to no command
     not_connected,    ///< a command sent while no connection is open
+    master_moved,     ///< redis+sentinel://: a sentinel announced a new master
     // Error replies (the first word of the reply).
     read_only_replica,  ///< READONLY: the address leads to a replica now
     no_script,          ///< NOSCRIPT: the script cache was flushed
@@ -51,10 +53,12 @@ public:
         case redis_errc::auth_failed: return "redis authentication failed";
         case redis_errc::select_failed: return "redis SELECT failed";
         case redis_errc::handshake_failed: return "handshake with redis failed";
+        case redis_errc::no_master: return "no sentinel named a reachable redis master";
         case redis_errc::connection_lost: return "connection to redis lost";
         case redis_errc::reply_timeout: return "redis did not answer in time";
         case redis_errc::protocol_error: return "redis protocol error";
         case redis_errc::not_connected: return "not connected to redis";
+        case redis_errc::master_moved: return "the redis master moved (sentinel)";
         case redis_errc::read_only_replica: return "redis is a read-only replica";
         case redis_errc::no_script: return "redis does not have the script";
         case redis_errc::out_of_memory: return "redis is out of memory";

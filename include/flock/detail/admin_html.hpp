@@ -86,6 +86,22 @@ struct shard_row {
     bool answered = false; ///< false: the shard did not answer in time
 };
 
+/// One flock instance (process) of the cluster, from its record in Redis
+/// (this process's row from its live figures).
+struct instance_row {
+    std::string name;  ///< host:port
+    bool this_process = false;
+    std::string version;
+    std::size_t shards = 0;
+    std::size_t shards_up = 0;  ///< shards whose broker is connected to Redis
+    std::uint64_t connections = 0;
+    std::uint64_t rooms = 0;    ///< rooms with a member there, summed over its shards
+    std::string error;          ///< why a shard is down, if one is
+    std::optional<std::chrono::microseconds> rtt;
+    std::optional<std::chrono::system_clock::time_point> started;
+    std::optional<std::chrono::system_clock::time_point> reported;  ///< empty: live (this process)
+};
+
 struct dashboard {
     std::string instance_name;  ///< host:port of this process
     std::vector<shard_row> shards;
@@ -94,6 +110,8 @@ struct dashboard {
     std::vector<std::string> notes;  ///< truncated listing, Redis unreachable, ...
     std::optional<std::chrono::microseconds> redis_rtt;
     std::string redis_state;      ///< empty in memory mode
+    bool instances_listed = false;  ///< Redis mode, and the instance records were read
+    std::vector<instance_row> instances;
     std::string csrf;
     std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
 };
@@ -213,6 +231,43 @@ inline std::string dashboard_page(dashboard const& d, std::string_view nonce) {
         }
     }
     b += ".</p>\n";
+
+    if (d.instances_listed) {
+        b += "<h2>Instances</h2><table id=\"instances\"><tr><th>instance</th><th>connections</th><th>rooms here</th>"
+             "<th>shards</th><th>Redis</th><th>round trip</th><th>up for</th><th>reported</th><th>version</th></tr>\n";
+        std::uint64_t all = 0;
+        for (auto const& i : d.instances) {
+            all += i.connections;
+            b += "<tr class=\"instance\" data-instance=\"" + html_escape(i.name) + "\"><td><code>" +
+                 html_escape(i.name) + "</code>" + (i.this_process ? " (this process)" : "") +
+                 "</td><td class=\"connections\">" + std::to_string(i.connections) + "</td><td>" +
+                 std::to_string(i.rooms) + "</td><td>" + std::to_string(i.shards) + "</td><td>";
+            if (i.shards_up == i.shards) b += "up";
+            else b += "<span class=\"err\">" + std::to_string(i.shards - i.shards_up) + " of " +
+                      std::to_string(i.shards) + " down</span>";
+            if (!i.error.empty()) b += " (" + html_escape(i.error) + ")";
+            b += "</td><td>";
+            if (i.rtt) {
+                char rtt[32];
+                std::snprintf(rtt, sizeof rtt, "%.2f ms", double(i.rtt->count()) / 1000.0);
+                b += rtt;
+            } else {
+                b += "&ndash;";
+            }
+            b += "</td><td>" +
+                 (i.started ? age_text(std::chrono::duration_cast<std::chrono::seconds>(d.now - *i.started))
+                            : std::string("&ndash;")) +
+                 "</td><td>" +
+                 (i.reported ? age_text(std::chrono::duration_cast<std::chrono::seconds>(d.now - *i.reported)) + " ago"
+                             : std::string("now")) +
+                 "</td><td>" + html_escape(i.version) + "</td></tr>\n";
+        }
+        b += "</table>\n<p>" + std::to_string(d.instances.size()) + " flock instance(s), <span id=\"cluster-connections\">" +
+             std::to_string(all) +
+             "</span> connection(s). Each instance rewrites its record every few seconds; one that stopped leaves "
+             "the list at once, one that died when its record expires. Reference (Node.js) servers are not "
+             "listed.</p>\n";
+    }
 
     b += "<h2>Rooms</h2>";
     b += "<form class=\"inline\" method=\"post\" action=\"/api/admin/close-all\">" + hidden_csrf(d.csrf) +

@@ -8,6 +8,12 @@
 //   HMGET of each member's presence hash (metadata, joinedAt, and flock's
 //   own `instance` field: who holds the member). A member set entry with no
 //   presence hash is stale and not shown.
+// - Every flock instance of the cluster: SSCAN (bounded: at most
+//   `max_index_scans` calls of COUNT 100, `max_instances` ids) of the index
+//   set `flock:instances`, then one MGET of their records
+//   `flock:instance:{processId}` (flk::instance_registry writes them;
+//   detail/instance_record.hpp). An id whose record has expired (a process
+//   that died) is SREMmed from the index.
 // - The round trip: a PING, timed.
 // - Close orders for every instance: PUBLISH on `flock:admin:control:{db}`,
 //   a channel only flock instances subscribe to. Reference (Node.js)
@@ -19,8 +25,10 @@
 
 #include <flock/broker/redis_settings.hpp>
 #include <flock/detail/admin_html.hpp>
+#include <flock/detail/instance_record.hpp>
 #include <flock/detail/redis/connection.hpp>
 #include <flock/detail/redis/keys.hpp>
+#include <flock/detail/redis/sentinel.hpp>
 #include <flock/detail/redis/url.hpp>
 #include <flock/log.hpp>
 
@@ -50,6 +58,8 @@ struct cluster_view {
     std::vector<room_row> rooms;      ///< `where` holds the raw `instance` field ("" for a reference instance)
     std::vector<std::string> notes;
     std::optional<std::chrono::microseconds> rtt;
+    bool instances_ok = false;        ///< false: the instance records could not be read
+    std::vector<instance_record> instances;  ///< every flock instance's record, in no order
 };
 
 /// A close order from another process: a room, or every room when empty.
@@ -60,6 +70,8 @@ public:
     static constexpr std::size_t max_scan_calls = 20;
     static constexpr std::size_t max_rooms = 500;
     static constexpr std::size_t members_page = 200;
+    static constexpr std::size_t max_index_scans = 10;
+    static constexpr std::size_t max_instances = 200;
 
     cluster_reader(asio::any_io_executor ex, std::string const& url, redis_settings settings, std::string process_id,
                    logger log)
@@ -88,6 +100,7 @@ public:
 
     void stop() {
         stopped_ = true;
+        if (sentinel_) sentinel_->stop();
         waiting_.clear();
         retry_.cancel();
         if (cmd_) cmd_->close();
@@ -132,6 +145,9 @@ private:
         std::vector<std::string> rooms;
         std::size_t scans = 0;
         std::size_t waiting = 0;
+        std::size_t parts = 2;  // the rooms, the instances
+        std::vector<std::string> ids;
+        std::size_t index_scans = 0;
     };
 
     void unreachable(std::shared_ptr<query> const& q) {
@@ -149,7 +165,14 @@ private:
             }
             q->view.rtt = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
             self->scan(q, "0");
+            self->instances(q, "0");
         });
+    }
+
+    // The rooms and the instances are read side by side; the answer goes
+    // once both are.
+    static void part_done(std::shared_ptr<query> const& q) {
+        if (--q->parts == 0) finish(q);
     }
 
     static void finish(std::shared_ptr<query> const& q) {
@@ -163,7 +186,7 @@ private:
             ++q->scans;
             if (!r.is_array() || r.elements.size() != 2 || !r.elements[1].is_array()) {
                 q->view.notes.push_back("Redis SCAN failed: " + r.str);
-                return finish(q);
+                return part_done(q);
             }
             for (auto& k : r.elements[1].elements) {
                 std::string_view key = k.str;
@@ -188,7 +211,7 @@ private:
         q->view.ok = true;
         if (q->rooms.size() > max_rooms) q->rooms.resize(max_rooms);
         q->view.rooms.resize(q->rooms.size());
-        if (q->rooms.empty()) return finish(q);
+        if (q->rooms.empty()) return part_done(q);
         q->waiting = q->rooms.size();
         auto self = shared_from_this();
         for (std::size_t i = 0; i < q->rooms.size(); ++i) {
@@ -237,18 +260,94 @@ private:
         for (auto& r : q->view.rooms)
             std::ranges::sort(r.members, {}, &member_row::user_id);
         std::ranges::sort(q->view.rooms, {}, &room_row::id);
-        finish(q);
+        part_done(q);
+    }
+
+    void instances(std::shared_ptr<query> q, std::string const& cursor) {
+        auto self = shared_from_this();
+        cmd_->send({"SSCAN", instances_index_key, cursor, "COUNT", "100"}, [self, q](rd::reply&& r) {
+            ++q->index_scans;
+            if (!r.is_array() || r.elements.size() != 2 || !r.elements[1].is_array()) {
+                q->view.notes.push_back("Reading the instance index failed: " + r.str);
+                return part_done(q);
+            }
+            for (auto& e : r.elements[1].elements)
+                if (std::ranges::find(q->ids, e.str) == q->ids.end()) q->ids.push_back(std::move(e.str));
+            auto const next = r.elements[0].str;
+            if (next != "0" && (q->index_scans >= max_index_scans || q->ids.size() >= max_instances)) {
+                q->view.notes.push_back("Instance list cut short at " + std::to_string(max_index_scans) +
+                                        " SSCAN calls or " + std::to_string(max_instances) + " instances.");
+                return self->records(q);
+            }
+            if (next != "0") return self->instances(q, next);
+            self->records(q);
+        });
+    }
+
+    void records(std::shared_ptr<query> q) {
+        if (q->ids.size() > max_instances) q->ids.resize(max_instances);
+        if (q->ids.empty()) {
+            q->view.instances_ok = true;
+            return part_done(q);
+        }
+        std::vector<std::string> keys;
+        keys.reserve(q->ids.size());
+        for (auto const& id : q->ids) keys.push_back(instance_key(id));
+        std::vector<std::string_view> args{"MGET"};
+        for (auto const& k : keys) args.emplace_back(k);
+        auto self = shared_from_this();
+        cmd_->send(args, [self, q](rd::reply&& r) {
+            if (!r.is_array() || r.elements.size() != q->ids.size()) {
+                q->view.notes.push_back("Reading the instance records failed: " + r.str);
+                return part_done(q);
+            }
+            std::vector<std::string> gone;
+            for (std::size_t i = 0; i < q->ids.size(); ++i) {
+                auto& e = r.elements[i];
+                if (e.is_nil()) {
+                    gone.push_back(q->ids[i]);  // expired: that process died without a word
+                    continue;
+                }
+                if (auto rec = parse_instance_record(e.str); rec && rec->id == q->ids[i])
+                    q->view.instances.push_back(std::move(*rec));
+            }
+            if (!gone.empty()) {
+                std::vector<std::string_view> srem{"SREM", instances_index_key};
+                for (auto const& id : gone) srem.emplace_back(id);
+                self->cmd_->send(srem);
+            }
+            q->view.instances_ok = true;
+            part_done(q);
+        });
     }
 
     // ---- connections -------------------------------------------------------------
 
-    void connect() {
-        if (stopped_) return;
+    rd::connection_config config() const {
         rd::connection_config cfg;
         cfg.connect_timeout = settings_.connect_timeout;
         cfg.reply_timeout = settings_.reply_timeout;
         cfg.ping_interval = settings_.ping_interval;
         cfg.client_name = "flock-admin";
+        return cfg;
+    }
+
+    void connect() {
+        if (stopped_) return;
+        if (!url_.sentinel()) return connect_to(url_);
+        // redis+sentinel://: the master the sentinels name, as the brokers find it.
+        if (!sentinel_) sentinel_ = std::make_shared<rd::sentinel_client>(ex_, url_, tls_.get(), config(), log_);
+        connecting_ = true;
+        sentinel_->resolve([w = weak_from_this()](std::string const& err, rd::url const& master) {
+            auto self = w.lock();
+            if (!self || self->stopped_) return;
+            if (!err.empty()) return self->on_lost(err);
+            self->connect_to(master);
+        });
+    }
+
+    void connect_to(rd::url const& target) {
+        auto cfg = config();
         auto self = shared_from_this();
         cmd_ = std::make_shared<rd::connection>(ex_, tls_.get());
         sub_ = std::make_shared<rd::connection>(ex_, tls_.get());
@@ -257,7 +356,7 @@ private:
         auto lost = [w = weak_from_this()](std::string const& why) {
             if (auto s = w.lock()) s->on_lost(why);
         };
-        cmd_->async_connect(url_, cfg, [self, lost, c = cmd_](std::string const& err) {
+        cmd_->async_connect(target, cfg, [self, lost, c = cmd_](std::string const& err) {
             if (c != self->cmd_) return;
             if (!err.empty()) return self->on_lost(err);
             self->cmd_up_ = true;
@@ -265,7 +364,7 @@ private:
             c->on_close(lost);
             for (auto& q : std::exchange(self->waiting_, {})) self->run(q);
         });
-        sub_->async_connect(url_, cfg, [self, lost, s = sub_](std::string const& err) {
+        sub_->async_connect(target, cfg, [self, lost, s = sub_](std::string const& err) {
             if (s != self->sub_) return;
             if (!err.empty()) return self->on_lost(err);
             s->on_close(lost);
@@ -327,6 +426,7 @@ private:
     logger log_;
     std::string control_;
     std::unique_ptr<asio::ssl::context> tls_;
+    std::shared_ptr<rd::sentinel_client> sentinel_;  // redis+sentinel:// only
     std::shared_ptr<rd::connection> cmd_, sub_;
     bool cmd_up_ = false, sub_up_ = false, connecting_ = false, stopped_ = false;
     std::vector<std::shared_ptr<query>> waiting_;  // reads waiting for the first connection

@@ -13,6 +13,7 @@
 #include <flock/detail/redis/batch.hpp>
 #include <flock/detail/redis/connection.hpp>
 #include <flock/detail/redis/error.hpp>
+#include <flock/detail/redis/sentinel.hpp>
 #include <flock/detail/redis/keys.hpp>
 #include <flock/detail/redis/membership.hpp>
 #include <flock/detail/redis/reconnect.hpp>
@@ -133,6 +134,13 @@ public:
                                  : std::min(std::chrono::duration_cast<std::chrono::milliseconds>(opts.presence_ttl) / 3,
                                             opts.heartbeat_interval * 4 / 5);
         if (url_.tls) make_tls_context();
+        if (url_.sentinel()) {
+            connection_config c;
+            c.connect_timeout = settings_.connect_timeout;
+            c.reply_timeout = settings_.reply_timeout;
+            c.ping_interval = settings_.ping_interval;
+            sentinel_ = std::make_shared<sentinel_client>(ex_, url_, tls_.get(), c, log_);
+        }
     }
 
     // ---- lifecycle -----------------------------------------------------------------
@@ -141,6 +149,10 @@ public:
         if (started_ || stopped_) return;
         started_ = true;
         log_.info("redis broker starting", {{"url", url_.redacted()}, {"instance", instance_}});
+        if (sentinel_)
+            sentinel_->watch([w = weak_from_this()](endpoint const& e) {
+                if (auto self = w.lock()) self->on_switch_master(e);
+            });
         connect();
     }
 
@@ -188,6 +200,7 @@ public:
         events_ = nullptr;
         state_handler_ = nullptr;
         stopped_ = true;
+        if (sentinel_) sentinel_->stop();
         close_connections();
         reconnect_timer_.cancel();
         sweep_timer_.cancel();
@@ -412,6 +425,36 @@ private:
 
     void connect() {
         if (stopping_ || stopped_) return;
+        if (!sentinel_) return connect_to(url_);
+        // redis+sentinel://: ask the sentinels for the master first.
+        ++attempt_;
+        auto w = weak_from_this();
+        sentinel_->resolve([w, attempt = attempt_](std::string const& error, url const& master) {
+            auto self = w.lock();
+            if (!self || self->stopped_ || self->stopping_ || self->attempt_ != attempt) return;
+            if (!error.empty()) return self->on_connect_failed(error, redis_errc::no_master);
+            if (master.host != self->master_.host || master.port != self->master_.port)
+                self->log_.info("sentinel: the master is " + endpoint{master.host, master.port}.text(),
+                                {{"master", self->url_.master_name}});
+            self->master_ = endpoint{master.host, master.port};
+            self->connect_to(master);
+        });
+    }
+
+    /// A sentinel saw our master switch to `e`: leave the old one (if still
+    /// on it) and connect to the new one now, whatever the backoff had grown to.
+    void on_switch_master(endpoint const& e) {
+        if (stopping_ || stopped_) return;
+        if (up() && e == master_) return;
+        if (up()) on_lost(redis_errc::master_moved, "sentinel: the master moved to " + e.text());
+        if (stopping_ || stopped_) return;
+        link_.reset_backoff();
+        reconnect_timer_.cancel();
+        close_connections();
+        connect();
+    }
+
+    void connect_to(url const& target) {
         ++attempt_;
         auto cfg_for = [&](std::string_view role) {
             connection_config c;
@@ -439,18 +482,18 @@ private:
             else
                 self->on_connect_failed(results->first->empty() ? *results->second : *results->first);
         };
-        cmd->async_connect(url_, cfg_for("cmd"), [results, both](std::string const& e) {
+        cmd->async_connect(target, cfg_for("cmd"), [results, both](std::string const& e) {
             results->first = e;
             both();
         });
-        sub->async_connect(url_, cfg_for("sub"), [results, both](std::string const& e) {
+        sub->async_connect(target, cfg_for("sub"), [results, both](std::string const& e) {
             results->second = e;
             both();
         });
     }
 
-    void on_connect_failed(std::string const& why) {
-        auto v = link_.connect_failed(failed_code(), why);
+    void on_connect_failed(std::string const& why, boost::system::error_code code = {}) {
+        auto v = link_.connect_failed(code ? code : failed_code(), why);
         close_connections();
         if (v.first_report) {
             // Once per distinct cause, not once per attempt.
@@ -579,6 +622,7 @@ private:
         link_.stopped();
         stop_timer_.cancel();
         reconnect_timer_.cancel();
+        if (sentinel_) sentinel_->stop();
         close_connections();
         log_.info("redis broker stopped");
         if (!stop_done_) return;
@@ -1033,6 +1077,8 @@ private:
     json_codec codec_;
     std::unique_ptr<asio::ssl::context> tls_;
 
+    std::shared_ptr<sentinel_client> sentinel_;  ///< redis+sentinel:// only
+    endpoint master_;                            ///< redis+sentinel://: the master last resolved
     std::shared_ptr<connection> cmd_, sub_;
     std::shared_ptr<connection_stats> stats_ = std::make_shared<connection_stats>();
     std::uint64_t reconnects_ = 0, published_ = 0, received_ = 0;

@@ -82,6 +82,10 @@ public:
     /// Stopped for good.
     void stopped() noexcept { up_ = false; }
 
+    /// The next attempt is to wait the minimum again (a sentinel named a new
+    /// master: no point waiting for the old one).
+    void reset_backoff() noexcept { step_ = 0; }
+
     // ---- state -----------------------------------------------------------------
 
     bool up() const noexcept { return up_; }
