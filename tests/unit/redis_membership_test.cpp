@@ -351,6 +351,14 @@ BOOST_AUTO_TEST_CASE(a_connection_restarts_the_backoff_and_a_loss_retries_after_
     BOOST_TEST(p.connected(t0).reconnect);
 }
 
+BOOST_AUTO_TEST_CASE(a_new_master_from_the_sentinels_is_tried_after_the_minimum_again) {
+    rk::reconnect_policy p(100ms, 1000ms, 2000ms, [](long long) { return 0; });
+    for (int i = 0; i < 4; ++i) p.connect_failed(flk::redis_errc::connect_failed, "old master");
+    BOOST_TEST(p.connect_failed(flk::redis_errc::connect_failed, "old master").retry_in.count() == 1000);
+    p.reset_backoff();
+    BOOST_TEST(p.connect_failed(flk::redis_errc::connect_failed, "new master").retry_in.count() == 100);
+}
+
 BOOST_AUTO_TEST_CASE(a_failure_is_reported_once_per_distinct_cause) {
     rk::reconnect_policy p(100ms, 1000ms, 2000ms, [](long long) { return 0; });
     auto a = p.connect_failed(flk::redis_errc::connect_failed, "refused");
