@@ -312,6 +312,11 @@ private:
         std::visit([&](auto const& m) { relay(r->first, r->second, m); }, msg);
     }
 
+    bool holds_member(std::string_view room_id, std::string_view user_id) const override {
+        auto r = rooms_.find(room_id);
+        return r != rooms_.end() && r->second.local.contains(user_id);
+    }
+
     void on_evicted(std::string_view room_id, std::string_view user_id) override {
         ++metrics_.evictions;
         auto r = rooms_.find(room_id);
@@ -524,21 +529,28 @@ private:
     // Relayed with this instance's handles (see ours()), never the sender's.
 
     void relay(std::string const& room_id, room& rm, server::user_joined const& m) {
-        flk::handle h = 0;
-        if (auto mine = rm.local.find(m.user_id); mine != rm.local.end()) {
-            // The same user joined on another instance: that socket is now the
-            // live one. Ours goes without touching the shared presence, and the
-            // user, present all along, keeps its handle.
-            auto conn = mine->second.conn;
-            h = mine->second.user_handle;
-            rm.local.erase(mine);
-            forget_membership(conn, room_id);
-            close(conn, close_code::replaced, "replaced by a newer connection");
-        }
+        flk::handle h = replaced_elsewhere(room_id, rm, m.user_id);
         auto& known = rm.remote[m.user_id];
         if (h) known = h;
         else if (!known) known = ++rm.last_user_handle;  // announced right here
         broadcast(room_id, rm, ours(m, rm, known), 0, false, key_of(room_id, m.user_id));
+    }
+    // "This user re-joined on another instance" is decided here, and only
+    // here: a user:joined from another instance for a user with a socket here
+    // (joined, or its join in flight) means that socket was replaced. It goes
+    // without touching the shared presence (the new instance's now), and the
+    // user, present all along, keeps its handle (returned; 0 if none here).
+    // A broker keeping its own record of our members follows this verdict
+    // through holds_member() (the Redis broker: detail/redis/membership.hpp).
+    flk::handle replaced_elsewhere(std::string const& room_id, room& rm, std::string const& user_id) {
+        auto mine = rm.local.find(user_id);
+        if (mine == rm.local.end()) return 0;
+        auto conn = mine->second.conn;
+        auto h = mine->second.user_handle;
+        rm.local.erase(mine);
+        forget_membership(conn, room_id);
+        close(conn, close_code::replaced, "replaced by a newer connection");
+        return h;
     }
     void relay(std::string const& room_id, room& rm, server::user_left const& m) {
         if (rm.local.contains(m.user_id)) return;  // an old socket elsewhere; the user is live here

@@ -567,6 +567,10 @@ BOOST_AUTO_TEST_CASE(survives_redis_restart_and_restores_the_cluster_view) {
     boost::json::object health;
     a->broker.health(health);
     BOOST_TEST(health.at("redis").as_string() == "down");
+    // The loss, or a reconnect attempt refused since.
+    BOOST_TEST((a->broker.last_error_code() == flk::redis_errc::connection_lost ||
+                a->broker.last_error_code() == flk::redis_errc::connect_failed),
+               a->broker.last_error_code().message());
 
     // While down: joins fail at once (answered while Redis is still down, not
     // held until it returns), writes are dropped, nothing crashes.
@@ -585,6 +589,7 @@ BOOST_AUTO_TEST_CASE(survives_redis_restart_and_restores_the_cluster_view) {
     srv->restart();  // empty: the data is gone
     BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return a->broker.connected() && b->broker.connected(); }, 10000ms),
                           a->all_logs());
+    BOOST_TEST(!a->broker.last_error_code());
     auto cli = srv->client();
     BOOST_REQUIRE(run_until(io, [&] {
         return cli.exists(presence(room, "alice")) && cli.exists(presence(room, "bob")) &&
@@ -626,6 +631,7 @@ BOOST_AUTO_TEST_CASE(authentication_errors_are_clear_and_do_not_hang) {
     asio::io_context io;
 
     auto expect_error = [&](std::string const& url, std::string const& needle) {
+        using flk::redis_errc;
         auto i = std::make_unique<instance>(io, url);
         i->broker.start();
         // start() does not wait: nothing is known until the loop runs.
@@ -635,6 +641,7 @@ BOOST_AUTO_TEST_CASE(authentication_errors_are_clear_and_do_not_hang) {
         BOOST_TEST(!i->broker.connected());
         BOOST_TEST_MESSAGE(i->broker.last_error());
         BOOST_TEST(i->broker.last_error().find(needle) != std::string::npos, i->broker.last_error());
+        BOOST_TEST((i->broker.last_error_code() == redis_errc::auth_failed), i->broker.last_error_code().message());
         BOOST_TEST(i->log_count("level=error msg=\"cannot connect to redis") == 1u, i->all_logs());
         BOOST_TEST(i->all_logs().find("s3cret") == std::string::npos);  // never log the password
         BOOST_TEST(i->all_logs().find("wrong") == std::string::npos);
@@ -679,6 +686,11 @@ BOOST_AUTO_TEST_CASE(unreachable_redis_gives_a_clear_error_and_does_not_hang) {
     BOOST_TEST(blackhole->broker.last_error().find("timed out after 500 ms") != std::string::npos);
     BOOST_TEST((unknown->broker.last_error().find("cannot resolve no-such-host.invalid") != std::string::npos ||
                 unknown->broker.last_error().find("timed out") != std::string::npos));
+    // The same causes as codes (what a program decides on).
+    BOOST_TEST((refused->broker.last_error_code() == flk::redis_errc::connect_failed));
+    BOOST_TEST((blackhole->broker.last_error_code() == flk::redis_errc::connect_timeout));
+    BOOST_TEST((unknown->broker.last_error_code() == flk::redis_errc::resolve_failed ||
+                unknown->broker.last_error_code() == flk::redis_errc::connect_timeout));
 
     // Joins fail at once; stop completes although Redis was never reached.
     std::optional<flk::join_result> r;
@@ -761,6 +773,7 @@ BOOST_AUTO_TEST_CASE(tls_with_certificate_verification) {
     BOOST_TEST_MESSAGE(untrusted->broker.last_error());
     BOOST_TEST(untrusted->broker.last_error().find("TLS handshake") != std::string::npos);
     BOOST_TEST(untrusted->broker.last_error().find("certificate") != std::string::npos);
+    BOOST_TEST((untrusted->broker.last_error_code() == flk::redis_errc::tls_failed));
     BOOST_TEST(!untrusted->broker.connected());
 
     // Plain RESP to a TLS port fails (and says so) rather than hanging.
@@ -773,6 +786,7 @@ BOOST_AUTO_TEST_CASE(tls_with_certificate_verification) {
     BOOST_REQUIRE(run_until(io, [&] { return !plain->broker.last_error().empty(); }, 10000ms));
     BOOST_TEST_MESSAGE(plain->broker.last_error());
     BOOST_TEST(plain->broker.last_error().find("handshake with redis://127.0.0.1:" + port) != std::string::npos);
+    BOOST_TEST((plain->broker.last_error_code() == flk::redis_errc::handshake_failed));
     std::error_code ec;
     fs::remove_all(dir, ec);
 }

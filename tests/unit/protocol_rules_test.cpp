@@ -583,6 +583,10 @@ BOOST_FIXTURE_TEST_CASE(the_same_user_joining_elsewhere_replaces_ours_without_a_
     BOOST_TEST((bob.close_code() == flk::close_code::replaced));
     BOOST_TEST(types_of(alice.take_json()) == types{"user:joined"});
     BOOST_TEST(broker().count("leave") == 0u);  // the shared presence belongs to the live socket
+    // The core owns that verdict; a broker asking afterwards hears that bob is
+    // no longer a member here, alice still is.
+    BOOST_TEST(!broker().core_holds("r1", "bob"));
+    BOOST_TEST(broker().core_holds("r1", "alice"));
     // A stale user:left from the instance that lost the user is relayed, then the
     // user is gone from our view.
     broker().inject("r1", flk::server::user_left{"r1", "bob"});

@@ -42,6 +42,17 @@ public:
     /// A user's presence expired (no sign of life for the presence TTL). Each
     /// instance hears an eviction once and tells only its own members.
     virtual void on_evicted(std::string_view room_id, std::string_view user_id) = 0;
+    /// Whether `user_id` is a member of `room_id` on this instance (joined, or
+    /// its join in flight). The core owns this answer, and the decision that a
+    /// user:joined from another instance replaced its member ("re-joined
+    /// elsewhere"): a broker that keeps its own record of local members asks
+    /// here after passing on a user:joined, instead of deciding again. The
+    /// default (no member) suits cores that keep no members.
+    virtual bool holds_member(std::string_view room_id, std::string_view user_id) const {
+        (void)room_id;
+        (void)user_id;
+        return false;
+    }
 
 protected:
     ~broker_events() = default;

@@ -32,6 +32,7 @@
 #pragma once
 
 #include <flock/broker/concept.hpp>
+#include <flock/broker/redis_error.hpp>
 #include <flock/broker/redis_settings.hpp>
 #include <flock/detail/redis/broker_impl.hpp>
 #include <flock/options.hpp>
@@ -93,6 +94,9 @@ public:
     /// Why the last connection attempt failed or the connection was lost;
     /// empty while connected.
     std::string const& last_error() const noexcept { return impl_->last_error(); }
+    /// The same as a code of flk::redis_errc (broker/redis_error.hpp); none
+    /// while connected.
+    boost::system::error_code const& last_error_code() const noexcept { return impl_->last_error_code(); }
     /// Called on the event loop each time the broker connects (up, "") or a
     /// connection attempt fails or the connection is lost (false, why).
     void on_state_change(std::function<void(bool up, std::string const& error)> h) {

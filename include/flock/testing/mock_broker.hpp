@@ -125,6 +125,9 @@ public:
     }
     /// A broadcast another instance published to `room`.
     void inject(std::string_view room, server_message const& msg) { events_.on_remote(room, msg); }
+    /// What the core answers a broker that asks whether `user` is still its
+    /// member of `room` (broker_events::holds_member).
+    bool core_holds(std::string_view room, std::string_view user) const { return events_.holds_member(room, user); }
     /// The user's presence expired.
     void evict(std::string_view room, std::string_view user) {
         store_.leave(room, user);

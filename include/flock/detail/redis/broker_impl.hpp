@@ -1,5 +1,9 @@
 // The machinery of flk::redis_broker: connections, scripts, subscriptions,
 // sweeps and reconnection. See include/flock/broker/redis.hpp for what it does.
+// The I/O lives here (connections, timers, calls into the core); what it
+// decides lives in plain classes without I/O: membership.hpp (rooms, joins
+// waiting for SUBSCRIBE, known/unconfirmed/evicted members, sweep verdicts),
+// reconnect.hpp (link state and backoff) and error.hpp (replies as codes).
 #pragma once
 
 #include <flock/broker/concept.hpp>
@@ -8,8 +12,11 @@
 #include <flock/detail/contain.hpp>
 #include <flock/detail/redis/batch.hpp>
 #include <flock/detail/redis/connection.hpp>
+#include <flock/detail/redis/error.hpp>
 #include <flock/detail/redis/sentinel.hpp>
 #include <flock/detail/redis/keys.hpp>
+#include <flock/detail/redis/membership.hpp>
+#include <flock/detail/redis/reconnect.hpp>
 #include <flock/detail/redis/scripts.hpp>
 #include <flock/detail/redis/url.hpp>
 #include <flock/detail/string_map.hpp>
@@ -35,7 +42,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -108,18 +114,18 @@ public:
           ttl_(std::to_string(opts.presence_ttl.count())),
           instance_(boost::uuids::to_string(boost::uuids::random_generator()())),
           expired_channel_(expired_channel(url_.db)),
+          link_(settings_.reconnect_min, settings_.reconnect_max,
+                settings_.restore_grace ? *settings_.restore_grace : 2 * settings_.reconnect_max),
           reconnect_timer_(ex),
           sweep_timer_(ex),
           cursor_timer_(ex),
           stop_timer_(ex),
-          batch_timer_(ex),
-          rng_(std::random_device{}()) {
+          batch_timer_(ex) {
         sweep_every_ = settings_.sweep_interval
                            ? *settings_.sweep_interval
                            : std::max<std::chrono::milliseconds>(std::chrono::seconds(1),
                                                                  std::chrono::duration_cast<std::chrono::milliseconds>(
                                                                      opts.presence_ttl) / 4);
-        grace_ = settings_.restore_grace ? *settings_.restore_grace : 2 * settings_.reconnect_max;
         // A third of the TTL, but below the heartbeat interval: a user who
         // only heartbeats refreshes on every heartbeat, as before, so a late
         // or lost heartbeat costs it no more than it did.
@@ -169,15 +175,11 @@ public:
         sweep_timer_.cancel();
         cursor_timer_.cancel();
         batch_timer_.cancel();
-        if (!up_) return finish_stop();
+        if (!up()) return finish_stop();
         flush_batches();
 
         // Users the core did not leave: announced and removed here.
-        std::vector<std::pair<std::string, std::string>> users;
-        for (auto const& [room, members] : locals_)
-            for (auto const& [user, lu] : members)
-                if (!lu.pending) users.emplace_back(room, user);
-        for (auto const& [room, user] : users) {
+        for (auto const& [room, user] : members_.joined_locals()) {
             publish_impl(room, server::user_left{room, user});
             leave(room, user);
         }
@@ -211,30 +213,25 @@ public:
 
     void join(join_request req, join_handler handler) {
         auto w = weak_from_this();
-        if (!up_ || stopping_ || stopped_) {
+        if (!up() || stopping_ || stopped_) {
             asio::post(ex_, [w, h = std::move(handler)] {
                 if (auto self = w.lock(); self && self->events_)
                     self->answer(h, join_result{join_result::status::failed, {}});
             });
             return;
         }
-        auto seq = ++join_seq_;
-        auto& lu = locals_[req.room_id][req.user_id];
-        lu = local_user{};
-        lu.meta_json = boost::json::serialize(req.meta);
-        lu.joined_at = std::to_string(now_ms());
-        lu.pending = true;
-        lu.seq = seq;
-        std::string room = req.room_id;
-        auto rs = rooms_.find(room);
-        if (rs != rooms_.end()) mark_known(rs->second, req.user_id);
+        auto meta_json = boost::json::serialize(req.meta);
+        auto joined_at = std::to_string(now_ms());
+        auto ticket = members_.join_requested(req.room_id, req.user_id, meta_json, joined_at,
+                                              std::chrono::steady_clock::now());
+        auto seq = ticket.id;
 
-        auto go = [w, req = std::move(req), handler = std::move(handler), seq, meta = lu.meta_json,
-                   joined_at = lu.joined_at](bool ok) mutable {
+        auto go = [w, req = std::move(req), handler = std::move(handler), seq, meta = std::move(meta_json),
+                   joined_at = std::move(joined_at)](bool ok) mutable {
             auto self = w.lock();
             if (!self || !self->events_) return;  // the broker (and so the core) is gone
-            if (!ok || !self->up_) {
-                self->forget_pending(req.room_id, req.user_id, seq);
+            if (!ok || !self->up()) {
+                self->members_.join_failed(req.room_id, req.user_id, seq);
                 return self->answer(handler, join_result{join_result::status::failed, {}});
             }
             std::vector<std::string> params{members_key(req.room_id),
@@ -256,25 +253,17 @@ public:
         };
         // A join into a room waits until the room's SUBSCRIBE is acknowledged,
         // so no broadcast sent after the snapshot can be missed.
-        if (rs != rooms_.end() && !rs->second.confirmed)
-            rs->second.waiting.push_back(std::move(go));
+        if (ticket.parked)
+            parked_.emplace(seq, std::move(go));
         else
             go(true);
     }
 
     void leave(std::string_view room, std::string_view user) {
-        std::string joined_at;
-        if (auto rm = locals_.find(room); rm != locals_.end()) {
-            if (auto u = rm->second.find(user); u != rm->second.end()) {
-                joined_at = u->second.joined_at;
-                rm->second.erase(u);
-            }
-            if (rm->second.empty()) locals_.erase(rm);
-        }
+        std::string joined_at = members_.leave(room, user);
         drop_dirty_cursor(room, user);
-        if (auto r = rooms_.find(room); r != rooms_.end()) r->second.known.erase(std::string(user));
         if (stopped_) return;
-        if (!up_) {
+        if (!up()) {
             // Replayed once Redis is back: its keys go at once, not after the TTL.
             leaves_while_down_.push_back({std::string(room), std::string(user), std::move(joined_at)});
             return;
@@ -288,7 +277,7 @@ public:
     // still has 2/3 of its TTL to live, and a busy user costs two EXPIREs
     // per 8 s (defaults) instead of two per touch (one a second).
     void touch(std::string_view room, std::string_view user) {
-        if (!up_ || stopping_) return;
+        if (!up() || stopping_) return;
         auto* lu = find_local(room, user);
         auto const now = std::chrono::steady_clock::now();
         if (lu) {
@@ -304,7 +293,7 @@ public:
         auto json = boost::json::serialize(meta);
         auto* lu = find_local(room, user);
         if (lu) lu->meta_json = json;
-        if (!up_ || stopping_) return;
+        if (!up() || stopping_) return;
         if (lu) lu->ttl_refreshed_at = std::chrono::steady_clock::now();  // the script refreshes the TTL
         eval(scripts_.set_metadata, 1, {presence_key(room, user), std::move(json), ttl_}, {});
     }
@@ -328,7 +317,7 @@ public:
         }
         if (stopping_ || stopped_) return;
         auto const now = std::chrono::steady_clock::now();
-        if (up_ && lu && !lu->cursor_written) {
+        if (up() && lu && !lu->cursor_written) {
             drop_dirty_cursor(room, user);
             std::vector<cursor_write> one;
             one.push_back({cursor_key(room, user), pos, ts});
@@ -350,41 +339,34 @@ public:
             lu->cursor_written = false;  // the next move is written ahead again
         }
         drop_dirty_cursor(room, user);
-        if (!up_ || stopping_) return;
+        if (!up() || stopping_) return;
         cmd_->send({"DEL", cursor_key(room, user)});
     }
 
     void publish(std::string_view room, server_message const& msg) {
-        if (!up_ || stopping_) return;
+        if (!up() || stopping_) return;
         publish_impl(room, msg);
     }
 
     void subscribe(std::string_view room) {
         if (stopping_ || stopped_) return;
-        auto [it, fresh] = rooms_.try_emplace(std::string(room));
-        if (!fresh) return;
-        if (up_) {
-            sub_acks_[it->first] += 2;  // one per channel
-            sub_->send({"SUBSCRIBE", channel(room), batch_channel(room)});
-        }
+        if (members_.subscribe(room, up()) && up()) sub_->send({"SUBSCRIBE", channel(room), batch_channel(room)});
     }
 
     void unsubscribe(std::string_view room) {
-        auto it = rooms_.find(room);
-        if (it == rooms_.end()) return;
-        auto waiting = std::move(it->second.waiting);
-        rooms_.erase(it);
-        if (up_) flush_batch(room);
-        if (up_ && !stopping_) sub_->send({"UNSUBSCRIBE", channel(room), batch_channel(room)});
-        for (auto& w : waiting) w(true);  // nothing to wait for any more
+        auto u = members_.unsubscribe(room);
+        if (!u.was_followed) return;
+        if (up()) flush_batch(room);
+        if (up() && !stopping_) sub_->send({"UNSUBSCRIBE", channel(room), batch_channel(room)});
+        run_parked(u.released, true);  // nothing to wait for any more
     }
 
-    void health(boost::json::object& h) const { h["redis"] = up_ ? "up" : "down"; }
+    void health(boost::json::object& h) const { h["redis"] = up() ? "up" : "down"; }
 
     /// Adds this broker's counters (one Redis instance) to `m`.
     void collect_metrics(metrics_snapshot& m) const {
         redis_metrics r;
-        r.up = up_ ? 1 : 0;
+        r.up = up() ? 1 : 0;
         r.reconnects = reconnects_;
         r.commands_sent = stats_->commands;
         r.published = published_;
@@ -396,44 +378,15 @@ public:
 
     // ---- observers -------------------------------------------------------------------
 
-    bool connected() const noexcept { return up_; }
-    std::string const& last_error() const noexcept { return last_error_; }
+    bool connected() const noexcept { return up(); }
+    std::string const& last_error() const noexcept { return link_.message(); }
+    boost::system::error_code const& last_error_code() const noexcept { return link_.error(); }
     std::string const& instance_id() const noexcept { return instance_; }
     std::chrono::milliseconds sweep_interval() const noexcept { return sweep_every_; }
     void on_state_change(state_handler h) { state_handler_ = std::move(h); }
     url const& target() const noexcept { return url_; }
 
 private:
-    struct local_user {
-        std::string meta_json;
-        std::string joined_at;  ///< ms since the epoch, as stored in the hash
-        std::optional<position> cursor;
-        std::int64_t cursor_ts = 0;
-        std::chrono::steady_clock::time_point cursor_written_at{};  ///< last HSET of the cursor
-        bool cursor_written = false;  ///< a cursor hash of this session is (being) written
-        std::chrono::steady_clock::time_point ttl_refreshed_at = std::chrono::steady_clock::now();
-        bool pending = false;  ///< join script not answered yet
-        std::uint64_t seq = 0;
-    };
-    struct room_state {
-        /// Users this instance has told the core about, with the stamp of
-        /// the last sign of them (a newer stamp than a sweep's voids its verdict).
-        str_map<std::uint64_t> known;
-        /// Live members unknown here, seen by the last sweep: told to the
-        /// core when the next sweep still sees them (by then any user:joined
-        /// on its way has arrived).
-        str_set unconfirmed;
-        /// Users reported evicted, with the sweep count then: a sweep that
-        /// finds them gone again (the set entry a keyspace event left) does
-        /// not report them twice.
-        str_map<std::uint64_t> evicted;
-        /// The last position relayed here of each remote user with a cursor:
-        /// merged into snapshots, so a joiner sees what the room saw even
-        /// before the writer's coalesced cursor write reaches Redis.
-        str_map<position> relayed_cursors;
-        bool confirmed = false;  ///< SUBSCRIBE acknowledged
-        std::vector<std::function<void(bool ok)>> waiting;  ///< joins waiting for it
-    };
     struct dirty_cursor {
         position pos;
         std::int64_t ts = 0;
@@ -479,7 +432,7 @@ private:
         sentinel_->resolve([w, attempt = attempt_](std::string const& error, url const& master) {
             auto self = w.lock();
             if (!self || self->stopped_ || self->stopping_ || self->attempt_ != attempt) return;
-            if (!error.empty()) return self->on_connect_failed(error);
+            if (!error.empty()) return self->on_connect_failed(error, redis_errc::no_master);
             if (master.host != self->master_.host || master.port != self->master_.port)
                 self->log_.info("sentinel: the master is " + endpoint{master.host, master.port}.text(),
                                 {{"master", self->url_.master_name}});
@@ -492,10 +445,10 @@ private:
     /// on it) and connect to the new one now, whatever the backoff had grown to.
     void on_switch_master(endpoint const& e) {
         if (stopping_ || stopped_) return;
-        if (up_ && e == master_) return;
-        if (up_) on_lost("sentinel: the master moved to " + e.text());
+        if (up() && e == master_) return;
+        if (up()) on_lost(redis_errc::master_moved, "sentinel: the master moved to " + e.text());
         if (stopping_ || stopped_) return;
-        backoff_step_ = 0;
+        link_.reset_backoff();
         reconnect_timer_.cancel();
         close_connections();
         connect();
@@ -539,13 +492,12 @@ private:
         });
     }
 
-    void on_connect_failed(std::string const& why) {
+    void on_connect_failed(std::string const& why, boost::system::error_code code = {}) {
+        auto v = link_.connect_failed(code ? code : failed_code(), why);
         close_connections();
-        bool first_report = why != last_error_;
-        last_error_ = why;
-        if (first_report) {
+        if (v.first_report) {
             // Once per distinct cause, not once per attempt.
-            if (ever_up_)
+            if (v.was_up)
                 log_.warn("redis unavailable, retrying in the background", {{"error", why}});
             else
                 log_.error("cannot connect to redis, retrying in the background",
@@ -554,17 +506,19 @@ private:
             log_.debug("redis connect attempt failed", {{"error", why}, {"attempt", attempt_}});
         }
         notify_state(false, why);
-        schedule_reconnect();
+        schedule_reconnect(v.retry_in);
     }
 
-    void schedule_reconnect() {
+    /// What failed: the connection that reported it (the first to fail).
+    boost::system::error_code failed_code() const {
+        if (cmd_ && cmd_->error()) return cmd_->error();
+        if (sub_ && sub_->error()) return sub_->error();
+        return redis_errc::connection_lost;
+    }
+
+    void schedule_reconnect(std::chrono::milliseconds delay) {
         if (stopping_ || stopped_) return;
-        auto base = settings_.reconnect_min.count() << std::min<int>(backoff_step_, 16);
-        auto delay = std::min<long long>(base, settings_.reconnect_max.count());
-        ++backoff_step_;
-        std::uniform_int_distribution<long long> jitter(0, delay / 5);
-        delay += jitter(rng_);
-        reconnect_timer_.expires_after(std::chrono::milliseconds(delay));
+        reconnect_timer_.expires_after(delay);
         auto w = weak_from_this();
         reconnect_timer_.async_wait([w](boost::system::error_code ec) {
             if (ec) return;
@@ -573,15 +527,11 @@ private:
     }
 
     void on_connected() {
-        bool reconnect = ever_up_;
+        bool reconnect = link_.connected(std::chrono::steady_clock::now()).reconnect;
         script_error_logged_ = false;
-        up_ = true;
-        ever_up_ = true;
-        backoff_step_ = 0;
-        last_error_.clear();
         auto w = weak_from_this();
         auto lost = [w](std::string const& why) {
-            if (auto self = w.lock()) self->on_lost(why);
+            if (auto self = w.lock()) self->on_lost(self->failed_code(), why);
         };
         cmd_->on_close(lost);
         sub_->on_close(lost);
@@ -590,12 +540,8 @@ private:
         });
 
         // Subscriber: the expired-key channel and every followed room, at once.
-        sub_acks_.clear();
         std::vector<std::string> chans{expired_channel_};
-        for (auto& [room, st] : rooms_) {
-            st.confirmed = false;
-            st.unconfirmed.clear();
-            sub_acks_[room] += 2;
+        for (auto const& room : members_.connection_up()) {
             chans.push_back(channel(room));
             chans.push_back(batch_channel(room));
         }
@@ -621,7 +567,6 @@ private:
 
         if (reconnect) {
             ++reconnects_;
-            grace_until_ = std::chrono::steady_clock::now() + grace_;
             log_.info("redis reconnected", {{"url", url_.redacted()}});
         } else {
             log_.info("redis connected", {{"url", url_.redacted()}, {"instance", instance_}});
@@ -631,10 +576,9 @@ private:
         notify_state(true, {});
     }
 
-    void on_lost(std::string const& why) {
-        if (!up_) return;
-        up_ = false;
-        last_error_ = why;
+    void on_lost(boost::system::error_code ec, std::string const& why) {
+        auto v = link_.lost(ec, why);
+        if (!v.counts) return;
         log_.warn("redis connection lost; local delivery goes on, reconnecting in the background",
                   {{"error", why}});
         close_connections();
@@ -642,17 +586,22 @@ private:
         cursor_timer_.cancel();
         batch_timer_.cancel();
         batches_.clear();  // dropped, as a PUBLISH is while down
-        sub_acks_.clear();
-        std::vector<std::function<void(bool)>> waiting;
-        for (auto& [room, st] : rooms_) {
-            st.confirmed = false;
-            for (auto& f : st.waiting) waiting.push_back(std::move(f));
-            st.waiting.clear();
-        }
-        for (auto& f : waiting) f(false);
+        run_parked(members_.connection_lost(), false);
         notify_state(false, why);
         if (stopping_) return finish_stop();
-        schedule_reconnect();
+        schedule_reconnect(v.retry_in);
+    }
+
+    /// Runs the parked joins `ids` (ok: their SUBSCRIBE is confirmed or no
+    /// longer needed; else they fail).
+    void run_parked(std::vector<membership::join_id> const& ids, bool ok) {
+        std::vector<std::function<void(bool)>> go;
+        for (auto id : ids)
+            if (auto p = parked_.find(id); p != parked_.end()) {
+                go.push_back(std::move(p->second));
+                parked_.erase(p);
+            }
+        for (auto& f : go) f(ok);
     }
 
     void close_connections() {
@@ -670,7 +619,7 @@ private:
     void finish_stop() {
         if (stopped_) return;
         stopped_ = true;
-        up_ = false;
+        link_.stopped();
         stop_timer_.cancel();
         reconnect_timer_.cancel();
         if (sentinel_) sentinel_->stop();
@@ -725,9 +674,8 @@ private:
     // reconnect (a restarted Redis lost them; otherwise it is a refresh).
     void restore_presence() {
         auto const now = std::chrono::steady_clock::now();
-        for (auto& [room, users] : locals_)
-            for (auto& [user, lu] : users) {
-                if (lu.pending) continue;
+        members_.for_each_local([&](std::string const& room, std::string const& user, local_user& lu) {
+                if (lu.pending) return;
                 lu.ttl_refreshed_at = now;
                 lu.cursor_written = lu.cursor.has_value();
                 lu.cursor_written_at = now;
@@ -742,7 +690,7 @@ private:
                     params.insert(params.end(), {"", "", ""});
                 }
                 eval(scripts_.restore, 3, std::move(params), {});
-            }
+            });
         dirty_.clear();  // restored from the latest positions already
     }
 
@@ -758,17 +706,18 @@ private:
         cmd_->send(std::span<std::string_view const>(args),
                    [w, &s, shared, n, h = std::move(h)](reply&& r) mutable {
                        auto self = w.lock();
-                       if (self && self->up_ && r.is_error_code("NOSCRIPT")) {
+                       auto const ec = error_of(r);
+                       if (self && self->up() && ec == redis_errc::no_script) {
                            std::vector<std::string_view> a{"EVAL", s.source, n};
                            for (auto const& p : *shared) a.push_back(p);
                            self->cmd_->send(std::span<std::string_view const>(a), std::move(h));
                            return;
                        }
-                       if (self && r.is_error_code("READONLY")) {
+                       if (self && ec == redis_errc::read_only_replica) {
                            // A failover left us on a replica: reconnect (the
                            // address may now lead to the new primary).
-                           self->on_lost("redis is a read-only replica: " + r.str);
-                       } else if (self && r.type == reply::kind::error) {
+                           self->on_lost(ec, "redis is a read-only replica: " + r.str);
+                       } else if (self && ec && ec != redis_errc::connection_lost) {
                            // Once per connection (an out-of-memory Redis fails every write).
                            auto level = std::exchange(self->script_error_logged_, true) ? log_level::debug
                                                                                          : log_level::warn;
@@ -836,46 +785,23 @@ private:
 
     // ---- joins -----------------------------------------------------------------------
 
-    void mark_known(room_state& st, std::string const& user) {
-        st.known[user] = ++stamp_;
-        st.unconfirmed.erase(user);
-        st.evicted.erase(user);
-    }
-
-    local_user* find_local(std::string_view room, std::string_view user) {
-        auto rm = locals_.find(room);
-        if (rm == locals_.end()) return nullptr;
-        auto u = rm->second.find(user);
-        return u == rm->second.end() ? nullptr : &u->second;
-    }
-
-    void forget_pending(std::string const& room, std::string const& user, std::uint64_t seq) {
-        auto rm = locals_.find(room);
-        if (rm == locals_.end()) return;
-        auto u = rm->second.find(user);
-        if (u == rm->second.end() || u->second.seq != seq) return;
-        rm->second.erase(u);
-        if (rm->second.empty()) locals_.erase(rm);
-        if (auto r = rooms_.find(room); r != rooms_.end()) r->second.known.erase(user);
-    }
+    local_user* find_local(std::string_view room, std::string_view user) { return members_.find_local(room, user); }
+    bool up() const noexcept { return link_.up(); }
 
     void on_join_reply(std::string const& room, std::string const& user, std::uint64_t seq, reply&& r,
                        join_handler const& handler) {
         if (r.is_error() || !r.is_array() || r.elements.empty() || r.elements[0].type != reply::kind::integer) {
             if (r.type != reply::kind::io_error && !r.is_error())
                 log_.warn("unexpected reply to the join script", {{"room", room}});
-            forget_pending(room, user, seq);
+            members_.join_failed(room, user, seq);
             return answer(handler, join_result{join_result::status::failed, {}});
         }
         if (r.elements[0].integer == 0) {
-            forget_pending(room, user, seq);
+            members_.join_failed(room, user, seq);
             return answer(handler, join_result{join_result::status::room_full, {}});
         }
         join_result res{join_result::status::joined, parse_members(r, 1)};
-        merge_relayed_cursors(room, res.others);
-        if (auto* lu = find_local(room, user); lu && lu->seq == seq) lu->pending = false;
-        if (auto rs = rooms_.find(room); rs != rooms_.end())
-            for (auto const& m : res.others) mark_known(rs->second, m.user_id);
+        members_.join_succeeded(room, user, seq, res.others);
         answer(handler, std::move(res));
     }
 
@@ -907,45 +833,33 @@ private:
         }
     }
 
-    void on_subscribed(std::string_view room) {
-        auto a = sub_acks_.find(room);
-        if (a != sub_acks_.end() && --a->second > 0) return;
-        if (a != sub_acks_.end()) sub_acks_.erase(a);
-        auto it = rooms_.find(room);
-        if (it == rooms_.end() || it->second.confirmed) return;
-        it->second.confirmed = true;
-        auto waiting = std::move(it->second.waiting);
-        it->second.waiting.clear();
-        for (auto& f : waiting) f(true);
-    }
+    void on_subscribed(std::string_view room) { run_parked(members_.subscribe_confirmed(room), true); }
 
-    void on_broadcast(std::string_view room_view, std::string_view payload) {
-        auto it = rooms_.find(room_view);
-        if (it == rooms_.end()) return;  // unsubscribed meanwhile
+    void on_broadcast(std::string_view room, std::string_view payload) {
+        if (!members_.following(room)) return;  // unsubscribed meanwhile
         boost::system::error_code ec;
         auto v = boost::json::parse(payload, ec);
         auto const* env = v.if_object();
-        if (ec || !env) return log_.debug("dropped a broadcast that is not a JSON object", {{"room", it->first}});
+        if (ec || !env) return log_.debug("dropped a broadcast that is not a JSON object", {{"room", room}});
         auto const* id = env->if_contains("instanceId");
         if (id && id->is_string() && id->get_string() == instance_) return;  // our own
         auto const* inner = env->if_contains("message");
         auto msg = inner ? json_codec::server_from_json(*inner) : std::nullopt;
-        if (!msg) return log_.debug("dropped a broadcast without a valid message", {{"room", it->first}});
-        deliver_remote(it->first, *msg);
+        if (!msg) return log_.debug("dropped a broadcast without a valid message", {{"room", room}});
+        deliver_remote(std::string(room), *msg);
     }
 
     // A batch (FLOCK_REDIS_BATCH_MS, batch.hpp): its messages one by one, in
     // order, as if each had come in its own envelope.
     void on_batch(std::string_view room_view, std::string_view payload) {
-        auto it = rooms_.find(room_view);
-        if (it == rooms_.end()) return;
+        if (!members_.following(room_view)) return;
+        std::string room(room_view);
         auto b = parse_batch(payload);
-        if (!b) return log_.debug("dropped a batch that is not a batch envelope", {{"room", it->first}});
+        if (!b) return log_.debug("dropped a batch that is not a batch envelope", {{"room", room}});
         if (b->instance_id == instance_) return;  // our own
-        std::string room = it->first;
         for (auto const& m : b->messages) {
             // The core may leave or unsubscribe from inside a delivery.
-            if (!events_ || !rooms_.contains(room)) return;
+            if (!events_ || !members_.following(room)) return;
             auto msg = json_codec::server_from_json(m);
             if (!msg) {
                 log_.debug("dropped a batched message that is not valid", {{"room", room}});
@@ -955,51 +869,30 @@ private:
         }
     }
 
-    void deliver_remote(std::string const& room_name, server_message const& m0) {
-        auto it = rooms_.find(room_name);
-        if (it == rooms_.end()) return;
-        auto const* msg = &m0;
-        std::string room = it->first;
-        auto& st = it->second;
-        bool drop = false;
-        std::visit(
-            [&](auto const& m) {
-                using M = std::decay_t<decltype(m)>;
-                if constexpr (std::is_same_v<M, server::user_left>) {
-                    // Not in the room as this instance knows it: already
-                    // evicted here (a Node.js instance republishes evictions),
-                    // or never seen. Either way the core has nothing to remove.
-                    if (st.known.erase(m.user_id) == 0) drop = true;
-                    st.relayed_cursors.erase(m.user_id);
-                } else if constexpr (std::is_same_v<M, server::user_joined>) {
-                    mark_known(st, m.user_id);
-                    // The core closes its socket of a user who joined elsewhere:
-                    // that user is no longer ours to write back.
-                    if (auto* lu = find_local(room, m.user_id); lu && !lu->pending) {
-                        locals_[room].erase(m.user_id);
-                        if (locals_[room].empty()) locals_.erase(room);
-                        drop_dirty_cursor(room, m.user_id);
-                    }
-                } else if constexpr (std::is_same_v<M, server::cursor_updated> ||
-                                     std::is_same_v<M, server::cursor_removed> ||
-                                     std::is_same_v<M, server::presence_updated>) {
-                    if (auto k = st.known.find(m.user_id); k != st.known.end()) k->second = ++stamp_;
-                    if constexpr (std::is_same_v<M, server::cursor_updated>) st.relayed_cursors[m.user_id] = m.pos;
-                    if constexpr (std::is_same_v<M, server::cursor_removed>) st.relayed_cursors.erase(m.user_id);
-                }
-            },
-            *msg);
-        if (drop) return log_.debug("dropped user:left of a user not in the room", {{"room", room}});
-        tell_core("on_remote", [&] { events_->on_remote(room, *msg); });
+    void deliver_remote(std::string const& room, server_message const& msg) {
+        if (!members_.following(room)) return;
+        if (!members_.remote_message(room, msg))
+            return log_.debug("dropped user:left of a user not in the room", {{"room", room}});
+        tell_core("on_remote", [&] { events_->on_remote(room, msg); });
+        if (auto const* joined = std::get_if<server::user_joined>(&msg)) {
+            // Whether this user:joined replaced our member is the core's call
+            // (it closes that socket): ask it, then follow its answer.
+            bool holds = false;
+            if (events_) tell_core("holds_member", [&] { holds = events_->holds_member(room, joined->user_id); });
+            if (members_.remote_join_settled(room, joined->user_id, holds)) drop_dirty_cursor(room, joined->user_id);
+        }
     }
 
     void on_expired(std::string_view key) {
-        auto hits = parse_presence_key(key, [this](std::string_view room) { return rooms_.contains(room); });
+        auto hits = parse_presence_key(key, [this](std::string_view room) { return members_.following(room); });
         if (hits.empty()) return;
         std::vector<std::pair<std::string, std::string>> gone;
         for (auto const& [room, user] : hits) gone.emplace_back(room, user);
         for (auto const& [room, user] : gone) {
-            if (find_local(room, user)) {
+            switch (members_.expired(room, user)) {
+            case membership::expiry::ignore: break;
+            case membership::expiry::evict: report_eviction(room, user); break;
+            case membership::expiry::confirm_first: {
                 // One of ours: the reply to a re-join on the command connection
                 // may have overtaken this event. Report it only if the key is
                 // still gone once the commands sent so far have run.
@@ -1009,28 +902,17 @@ private:
                     if (!self || rep.type != reply::kind::integer || rep.integer != 0) return;
                     self->report_eviction(r, u);
                 });
-                continue;
+                break;
             }
-            report_eviction(room, user);
+            }
         }
     }
 
     void report_eviction(std::string const& room, std::string const& user) {
         if (!events_) return;
-        auto it = rooms_.find(room);
-        if (it == rooms_.end()) return;
-        // Both the expired event and a sweep can see the same expiry.
-        if (!it->second.known.contains(user) && it->second.evicted.contains(user) && !find_local(room, user)) return;
-        if (auto* lu = find_local(room, user)) {
-            if (lu->pending) return;  // its join is writing a fresh presence
-            locals_[room].erase(user);
-            if (locals_[room].empty()) locals_.erase(room);
-            drop_dirty_cursor(room, user);
-        }
-        it->second.known.erase(user);
-        it->second.unconfirmed.erase(user);
-        it->second.relayed_cursors.erase(user);
-        it->second.evicted[user] = sweeps_;
+        auto e = members_.evict(room, user);
+        if (e.forgot_local) drop_dirty_cursor(room, user);
+        if (!e.report) return;
         log_.debug("presence expired", {{"room", room}, {"user", user}});
         tell_core("on_evicted", [&] { events_->on_evicted(room, user); });
     }
@@ -1043,20 +925,19 @@ private:
         sweep_timer_.async_wait([w](boost::system::error_code ec) {
             if (ec) return;
             auto self = w.lock();
-            if (!self || !self->up_ || self->stopping_) return;
+            if (!self || !self->up() || self->stopping_) return;
             self->sweep();
             self->arm_sweep();
         });
     }
 
     void sweep() {
-        if (std::chrono::steady_clock::now() < grace_until_) return;
-        ++sweeps_;
-        auto issued = stamp_;
+        if (!link_.may_sweep(std::chrono::steady_clock::now())) return;
+        auto issued = members_.sweep_started();
         auto w = weak_from_this();
-        for (auto const& [room, st] : rooms_) {
+        for (auto const& room : members_.rooms()) {
             std::vector<std::string> params{members_key(room), presence_key_prefix(room), cursor_key_prefix(room)};
-            for (auto const& [user, _] : st.known) params.push_back(user);
+            for (auto& user : members_.known_users(room)) params.push_back(std::move(user));
             eval(scripts_.sweep, 1, std::move(params), [w, room = room, issued](reply&& r) {
                 if (auto self = w.lock()) self->on_sweep_reply(room, issued, std::move(r));
             });
@@ -1065,37 +946,18 @@ private:
 
     void on_sweep_reply(std::string const& room, std::uint64_t issued, reply&& r) {
         if (!events_ || r.is_error() || !r.is_array() || r.elements.size() != 2) return;
-        auto it = rooms_.find(room);
-        if (it == rooms_.end()) return;
-        auto& st = it->second;
-        auto const& gone = r.elements[0].elements;
-        std::vector<std::string> evicted;
-        for (auto const& g : gone) {
-            auto const& user = g.str;
-            auto k = st.known.find(user);
-            if (k != st.known.end() && k->second > issued) continue;  // seen alive since
-            if (auto* lu = find_local(room, user); lu && lu->pending) continue;
-            evicted.push_back(user);
-        }
-        std::erase_if(st.evicted, [this](auto const& e) { return e.second + 3 < sweeps_; });
-        std::vector<server::member> fresh;
-        str_set still_unknown;
-        for (auto& m : parse_members(r.elements[1], 0)) {
-            if (st.known.contains(m.user_id) || find_local(room, m.user_id)) continue;
-            still_unknown.insert(m.user_id);
-            if (st.unconfirmed.contains(m.user_id)) fresh.push_back(std::move(m));
-        }
-        for (auto const& m : fresh) still_unknown.erase(m.user_id);
-        st.unconfirmed = std::move(still_unknown);
-        for (auto const& m : fresh) mark_known(st, m.user_id);
+        if (!members_.following(room)) return;
+        std::vector<std::string> gone;
+        for (auto const& g : r.elements[0].elements) gone.push_back(g.str);
+        auto v = members_.sweep_reply(room, issued, gone, parse_members(r.elements[1], 0));
 
         // The core may leave, unsubscribe or stop from inside these calls.
-        for (auto const& user : evicted) report_eviction(room, user);
-        for (auto& m : fresh) {
-            if (!events_ || !rooms_.contains(room)) return;
+        for (auto const& user : v.evicted) report_eviction(room, user);
+        for (auto& m : v.fresh) {
+            if (!events_ || !members_.following(room)) return;
             log_.info("a member missed while disconnected is in the room", {{"room", room}, {"user", m.user_id}});
             tell_core("on_remote", [&] { events_->on_remote(room, server::user_joined{room, m.user_id, m.meta}); });
-            if (m.cursor && events_ && rooms_.contains(room))
+            if (m.cursor && events_ && members_.following(room))
                 tell_core("on_remote", [&] {
                     events_->on_remote(room, server::cursor_updated{room, m.user_id, *m.cursor, now_ms()});
                 });
@@ -1105,7 +967,7 @@ private:
     // ---- cursors ---------------------------------------------------------------------
 
     void arm_cursor_flush() {
-        if (cursor_armed_ || dirty_.empty() || !up_ || stopping_) return;
+        if (cursor_armed_ || dirty_.empty() || !up() || stopping_) return;
         cursor_armed_ = true;
         cursor_timer_.expires_after(settings_.cursor_quiet);
         auto w = weak_from_this();
@@ -1113,7 +975,7 @@ private:
             auto self = w.lock();
             if (!self) return;
             self->cursor_armed_ = false;
-            if (ec || !self->up_ || self->stopping_) return;
+            if (ec || !self->up() || self->stopping_) return;
             self->flush_cursors();
         });
     }
@@ -1166,7 +1028,7 @@ private:
     // ---- batched publishing (FLOCK_REDIS_BATCH_MS) ----------------------------------
 
     void arm_batch() {
-        if (batch_armed_ || !up_ || stopping_) return;
+        if (batch_armed_ || !up() || stopping_) return;
         batch_armed_ = true;
         batch_timer_.expires_after(settings_.publish_batch);
         auto w = weak_from_this();
@@ -1174,7 +1036,7 @@ private:
             auto self = w.lock();
             if (!self) return;
             self->batch_armed_ = false;
-            if (ec || !self->up_) return;
+            if (ec || !self->up()) return;
             self->flush_batches();
         });
     }
@@ -1184,32 +1046,14 @@ private:
         if (it == batches_.end()) return;
         auto env = it->second.take();
         batches_.erase(it);
-        if (up_) cmd_->send({"PUBLISH", batch_channel(room), env});
+        if (up()) cmd_->send({"PUBLISH", batch_channel(room), env});
     }
 
     void flush_batches() {
         auto all = std::move(batches_);
         batches_.clear();
         for (auto& [room, b] : all)
-            if (!b.empty() && up_) cmd_->send({"PUBLISH", batch_channel(room), b.take()});
-    }
-
-    // A snapshot read from Redis may lag the cursors this instance has
-    // relayed (coalesced writes): the relayed position, or our own user's,
-    // is what the room has seen, so it wins.
-    void merge_relayed_cursors(std::string const& room, std::vector<server::member>& members) {
-        auto rs = rooms_.find(room);
-        auto lr = locals_.find(room);
-        for (auto& m : members) {
-            if (lr != locals_.end())
-                if (auto u = lr->second.find(m.user_id); u != lr->second.end() && u->second.cursor) {
-                    m.cursor = u->second.cursor;
-                    continue;
-                }
-            if (rs != rooms_.end())
-                if (auto c = rs->second.relayed_cursors.find(m.user_id); c != rs->second.relayed_cursors.end())
-                    m.cursor = c->second;
-        }
+            if (!b.empty() && up()) cmd_->send({"PUBLISH", batch_channel(room), b.take()});
     }
 
     void drop_dirty_cursor(std::string_view room, std::string_view user) {
@@ -1238,24 +1082,19 @@ private:
     std::shared_ptr<connection> cmd_, sub_;
     std::shared_ptr<connection_stats> stats_ = std::make_shared<connection_stats>();
     std::uint64_t reconnects_ = 0, published_ = 0, received_ = 0;
-    bool started_ = false, up_ = false, ever_up_ = false, stopping_ = false, stopped_ = false;
+    bool started_ = false, stopping_ = false, stopped_ = false;
     std::uint64_t attempt_ = 0;
-    int backoff_step_ = 0;
-    std::string last_error_;
+    reconnect_policy link_;  ///< up or down, the last error, the backoff
     state_handler state_handler_;
     std::function<void()> stop_done_;
 
-    str_map<str_map<local_user>> locals_;  ///< room -> user -> what the core told us
-    str_map<room_state> rooms_;            ///< subscribed rooms
-    str_map<int> sub_acks_;                ///< SUBSCRIBE acknowledgements still due, per room
+    membership members_;  ///< rooms, local users, known/unconfirmed/evicted members
+    std::unordered_map<membership::join_id, std::function<void(bool ok)>> parked_;  ///< joins awaiting SUBSCRIBE
     str_map<str_map<dirty_cursor>> dirty_; ///< cursor writes not flushed yet
     str_map<batch_builder> batches_;       ///< broadcasts gathered per room (publish_batch)
     std::vector<pending_leave> leaves_while_down_;
-    std::uint64_t join_seq_ = 0, stamp_ = 0, sweeps_ = 0;
 
     std::chrono::milliseconds sweep_every_{1000};
-    std::chrono::milliseconds grace_{10000};
-    std::chrono::steady_clock::time_point grace_until_{};
     std::chrono::milliseconds ttl_refresh_after_{10000};
     bool cursor_armed_ = false;
     bool batch_armed_ = false;
@@ -1264,7 +1103,6 @@ private:
     bool script_error_logged_ = false;
 
     asio::steady_timer reconnect_timer_, sweep_timer_, cursor_timer_, stop_timer_, batch_timer_;
-    std::minstd_rand rng_;
 };
 
 }  // namespace detail::redis

@@ -15,6 +15,7 @@
 // All of it runs on one executor (one thread, or a strand).
 #pragma once
 
+#include <flock/broker/redis_error.hpp>
 #include <flock/detail/redis/resp.hpp>
 #include <flock/metrics.hpp>
 #include <flock/detail/redis/url.hpp>
@@ -85,13 +86,16 @@ public:
         timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
             if (ec || (self->state_ != state::connecting && self->state_ != state::handshaking)) return;
             self->connect_failed("timed out after " + std::to_string(self->cfg_.connect_timeout.count()) +
-                                 " ms connecting to " + self->url_.redacted());
+                                     " ms connecting to " + self->url_.redacted(),
+                                 redis_errc::connect_timeout);
         });
         resolver_.async_resolve(
             u.host, std::to_string(u.port),
             [self = shared_from_this()](boost::system::error_code ec, asio::ip::tcp::resolver::results_type res) {
                 if (self->state_ != state::connecting) return;
-                if (ec) return self->connect_failed("cannot resolve " + self->url_.host + ": " + ec.message());
+                if (ec)
+                    return self->connect_failed("cannot resolve " + self->url_.host + ": " + ec.message(),
+                                                redis_errc::resolve_failed);
                 asio::async_connect(self->sock(), res,
                                     [self](boost::system::error_code ec2, asio::ip::tcp::endpoint const&) {
                                         self->on_tcp_connected(ec2);
@@ -141,6 +145,9 @@ public:
 
     bool is_open() const noexcept { return state_ == state::open; }
     std::size_t pending() const noexcept { return pending_.size(); }
+    /// Why connecting or the open connection failed (none until it does; the
+    /// handlers get the sentence for logs).
+    boost::system::error_code const& error() const noexcept { return error_; }
 
 private:
     using clock = std::chrono::steady_clock;
@@ -160,7 +167,7 @@ private:
 
     void on_tcp_connected(boost::system::error_code ec) {
         if (state_ != state::connecting) return;
-        if (ec) return connect_failed("cannot connect to " + url_.redacted() + ": " + ec.message());
+        if (ec) return connect_failed("cannot connect to " + url_.redacted() + ": " + ec.message(), redis_errc::connect_failed);
         boost::system::error_code ignored;
         sock().set_option(asio::ip::tcp::no_delay(true), ignored);
         sock().set_option(asio::socket_base::keep_alive(true), ignored);
@@ -170,7 +177,7 @@ private:
         asio::ip::make_address(url_.host, addr_ec);
         if (addr_ec) {  // a name, not an address: send SNI
             if (!SSL_set_tlsext_host_name(tls_->native_handle(), url_.host.c_str()))
-                return connect_failed("cannot set TLS SNI for " + url_.host);
+                return connect_failed("cannot set TLS SNI for " + url_.host, redis_errc::tls_failed);
         }
         tls_->set_verify_callback(asio::ssl::host_name_verification(url_.host));
         tls_->async_handshake(asio::ssl::stream_base::client,
@@ -188,7 +195,8 @@ private:
                                           ERR_GET_REASON(ec2.value()) == SSL_R_WRONG_VERSION_NUMBER)
                                           why += " (a plain, non-TLS port? then use redis://)";
                                       return self->connect_failed("TLS handshake with " + self->url_.redacted() +
-                                                                  " failed: " + why);
+                                                                      " failed: " + why,
+                                                                  redis_errc::tls_failed);
                                   }
                                   self->start_handshake();
                               });
@@ -204,7 +212,7 @@ private:
                 if (r.is_error() && self->state_ == state::handshaking) {
                     std::string why = "redis authentication failed";
                     if (self->url_.user) why += " for user '" + *self->url_.user + "'";
-                    self->connect_failed(why + ": " + r.str);
+                    self->connect_failed(why + ": " + r.str, redis_errc::auth_failed);
                 }
             };
             if (url_.user)
@@ -216,7 +224,8 @@ private:
             auto db = std::to_string(url_.db);
             send({"SELECT", db}, [self](reply&& r) {
                 if (r.is_error() && self->state_ == state::handshaking)
-                    self->connect_failed("redis SELECT " + std::to_string(self->url_.db) + " failed: " + r.str);
+                    self->connect_failed("redis SELECT " + std::to_string(self->url_.db) + " failed: " + r.str,
+                                         redis_errc::select_failed);
             });
         }
         if (!cfg_.client_name.empty()) send({"CLIENT", "SETNAME", cfg_.client_name}, [](reply&&) {});
@@ -224,8 +233,9 @@ private:
             if (self->state_ != state::handshaking) return;
             if (r.is_error_code("NOAUTH"))
                 return self->connect_failed("redis requires a password (NOAUTH): put it in the URL, "
-                                            "redis://:password@host:port");
-            if (r.is_error()) return self->connect_failed("redis refused PING: " + r.str);
+                                            "redis://:password@host:port",
+                                            redis_errc::auth_failed);
+            if (r.is_error()) return self->connect_failed("redis refused PING: " + r.str, redis_errc::handshake_failed);
             self->state_ = state::open;
             self->timer_.cancel();
             self->last_rx_ = clock::now();
@@ -235,8 +245,9 @@ private:
         });
     }
 
-    void connect_failed(std::string why) {
+    void connect_failed(std::string why, redis_errc code = redis_errc::connect_failed) {
         if (state_ != state::connecting && state_ != state::handshaking) return;
+        error_ = code;
         auto done = std::move(connect_done_);
         shutdown(why, false);
         if (done) done(why.empty() ? std::string("connection failed") : why);
@@ -259,18 +270,18 @@ private:
             return fail("connection to redis lost: " + ec.message());
         }
         last_rx_ = clock::now();
-        if (!reader_.feed(rbuf_.data(), n)) return fail("redis protocol error: " + reader_.error());
+        if (!reader_.feed(rbuf_.data(), n)) return fail("redis protocol error: " + reader_.error(), redis_errc::protocol_error);
         auto self = shared_from_this();  // a handler may drop the last owner
         while (state_ == state::open || state_ == state::handshaking) {
             auto r = reader_.next();
             if (!r) {
-                if (reader_.failed()) return fail("redis protocol error: " + reader_.error());
+                if (reader_.failed()) return fail("redis protocol error: " + reader_.error(), redis_errc::protocol_error);
                 break;
             }
             if (push_) {
                 push_(std::move(*r));
             } else if (pending_.empty()) {
-                return fail("redis sent a reply to no command");
+                return fail("redis sent a reply to no command", redis_errc::protocol_error);
             } else {
                 auto h = std::move(pending_.front());
                 pending_.pop_front();
@@ -325,7 +336,8 @@ private:
             auto now = clock::now();
             if (self->waiting_since_ && now - *self->waiting_since_ > self->cfg_.reply_timeout)
                 return self->fail("redis did not answer for " + std::to_string(self->cfg_.reply_timeout.count()) +
-                                  " ms");
+                                      " ms",
+                                  redis_errc::reply_timeout);
             if (now - self->last_tx_ >= self->cfg_.ping_interval) {
                 self->send({"PING"}, [](reply&&) {});
                 if (self->push_ && !self->waiting_since_) self->waiting_since_ = now;
@@ -334,11 +346,12 @@ private:
         });
     }
 
-    void fail(std::string why) {
+    void fail(std::string why, redis_errc code = redis_errc::connection_lost) {
         if (state_ == state::connecting || state_ == state::handshaking) {
             if (!tls_) why += " (if the server expects TLS, use rediss://)";
-            return connect_failed("handshake with " + url_.redacted() + " failed: " + why);
+            return connect_failed("handshake with " + url_.redacted() + " failed: " + why, redis_errc::handshake_failed);
         }
+        error_ = code;
         auto h = std::move(on_close_);
         bool was_open = state_ == state::open;
         shutdown(why, true);
@@ -374,6 +387,7 @@ private:
     url url_;
     connection_config cfg_;
     state state_ = state::idle;
+    boost::system::error_code error_;
 
     connect_handler connect_done_;
     close_handler on_close_;
