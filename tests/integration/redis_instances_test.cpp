@@ -8,6 +8,7 @@
 #include <flock/codec/json.hpp>
 #include <flock/testing/memory_transport.hpp>
 
+#include "instance_fixture.hpp"
 #include "redis_server.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -31,70 +32,15 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using redis_fixture::redis_server;
 using redis_fixture::run_until;
-using server_type = flk::basic_flock<flk::testing::memory_transport, flk::redis_broker, flk::json_codec>;
-
-/// One flock instance.
-struct node {
-    std::unique_ptr<server_type> server;
-    node(asio::io_context& io, std::string const& url, std::chrono::seconds ttl = 30s) {
-        flk::options o;
-        o.redis_url = url;
-        o.presence_ttl = ttl;
-        o.log = flk::log_level::warn;
-        o.log_sink = [](flk::log_level, std::string_view) {};
-        server = std::make_unique<server_type>(io.get_executor(), o);
-        server->start();
-    }
-    flk::testing::memory_transport& transport() { return server->transport(); }
-    bool connected() { return server->broker().connected(); }
-};
-
-/// A browser tab on one node: keeps everything it received.
-struct tab {
-    flk::testing::memory_transport::client* c;
-    std::vector<json::object> inbox;
-
-    explicit tab(node& n) : c(&n.transport().connect()) {}
-
-    void send(json::object const& o) { c->send(json::serialize(o)); }
-    void pull() {
-        for (auto& m : c->take_json()) inbox.push_back(std::move(m));
-    }
-    std::vector<json::object> of(std::string_view type, std::string_view user = {}) {
-        pull();
-        std::vector<json::object> out;
-        for (auto const& m : inbox)
-            if (m.at("type").as_string() == type &&
-                (user.empty() || (m.contains("userId") && m.at("userId").as_string() == user)))
-                out.push_back(m);
-        return out;
-    }
-    std::size_t count(std::string_view type, std::string_view user = {}) { return of(type, user).size(); }
-};
+using instance_fixture::join;
+using instance_fixture::join_msg;
+using instance_fixture::node;
+using instance_fixture::tab;
+using instance_fixture::users_of;
 
 inline std::string unique_room(std::string_view what) {
     static std::mt19937_64 rng{std::random_device{}()};
     return "cluster:" + std::string(what) + ":" + std::to_string(rng() % 1000000000);
-}
-
-inline json::object join_msg(std::string const& room, std::string const& user, json::object meta = {}) {
-    return {{"type", "join"}, {"roomId", room}, {"userId", user}, {"metadata", std::move(meta)}};
-}
-
-/// Joins and waits for the join:ack; returns it.
-inline json::object join(asio::io_context& io, tab& t, std::string const& room, std::string const& user,
-                         json::object meta = {}) {
-    t.send(join_msg(room, user, std::move(meta)));
-    BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return t.count("join:ack") >= 1; }), "no join:ack for " + user);
-    auto acks = t.of("join:ack");
-    return acks.back();
-}
-
-inline std::vector<std::string> users_of(json::object const& ack) {
-    std::vector<std::string> ids;
-    for (auto const& u : ack.at("users").as_array()) ids.emplace_back(u.at("userId").as_string());
-    std::sort(ids.begin(), ids.end());
-    return ids;
 }
 
 

@@ -11,6 +11,7 @@
 #include <flock/detail/admin_redis.hpp>
 #include <flock/testing/memory_transport.hpp>
 
+#include "instance_fixture.hpp"
 #include "redis_server.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -42,7 +43,16 @@ using namespace std::chrono_literals;
 using redis_fixture::redis_server;
 using redis_fixture::run_until;
 using redis_fixture::sync_client;
-using server_type = flk::basic_flock<flk::testing::memory_transport, flk::redis_broker, flk::json_codec>;
+using instance_fixture::join;
+using instance_fixture::tab;
+using instance_fixture::users_of;
+using server_type = instance_fixture::server_type;
+
+/// One flock instance; FLOCK_TEST_SENTINEL_LOG=1 shows its log.
+struct node : instance_fixture::node {
+    node(asio::io_context& io, std::string const& url)
+        : instance_fixture::node(io, url, std::chrono::seconds(30), "FLOCK_TEST_SENTINEL_LOG") {}
+};
 
 /// One `redis-server <conf> --sentinel` (the conf must be writable: Sentinel
 /// rewrites it with what it learns).
@@ -146,56 +156,6 @@ struct sentinel_setup {
         }
     }
 };
-
-struct node {
-    std::unique_ptr<server_type> server;
-    node(asio::io_context& io, std::string const& url) {
-        flk::options o;
-        o.redis_url = url;
-        o.log = flk::log_level::info;
-        if (!std::getenv("FLOCK_TEST_SENTINEL_LOG")) o.log_sink = [](flk::log_level, std::string_view) {};
-        server = std::make_unique<server_type>(io.get_executor(), o);
-        server->start();
-    }
-    flk::testing::memory_transport& transport() { return server->transport(); }
-    bool connected() { return server->broker().connected(); }
-};
-
-/// A browser tab on one node: keeps everything it received, and when.
-struct tab {
-    flk::testing::memory_transport::client* c;
-    std::vector<std::pair<std::chrono::steady_clock::time_point, json::object>> inbox;
-
-    explicit tab(node& n) : c(&n.transport().connect()) {}
-    void send(json::object const& o) { c->send(json::serialize(o)); }
-    void pull() {
-        auto now = std::chrono::steady_clock::now();
-        for (auto& m : c->take_json()) inbox.emplace_back(now, std::move(m));
-    }
-    std::vector<json::object> of(std::string_view type, std::string_view user = {}) {
-        pull();
-        std::vector<json::object> out;
-        for (auto const& [t, m] : inbox)
-            if (m.at("type").as_string() == type &&
-                (user.empty() || (m.contains("userId") && m.at("userId").as_string() == user)))
-                out.push_back(m);
-        return out;
-    }
-    std::size_t count(std::string_view type, std::string_view user = {}) { return of(type, user).size(); }
-};
-
-inline json::object join(asio::io_context& io, tab& t, std::string const& room, std::string const& user) {
-    t.send({{"type", "join"}, {"roomId", room}, {"userId", user}, {"metadata", json::object{}}});
-    BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return t.count("join:ack") >= 1; }), "no join:ack for " + user);
-    return t.of("join:ack").back();
-}
-
-inline std::vector<std::string> users_of(json::object const& ack) {
-    std::vector<std::string> ids;
-    for (auto const& u : ack.at("users").as_array()) ids.emplace_back(u.at("userId").as_string());
-    std::sort(ids.begin(), ids.end());
-    return ids;
-}
 
 BOOST_AUTO_TEST_SUITE(redis_sentinel)
 

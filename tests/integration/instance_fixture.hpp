@@ -1,0 +1,97 @@
+// Whole flock instances on Redis with the in-memory transport, and browser
+// tabs on them, for the tests of several instances sharing a Redis
+// (redis_instances_test.cpp, redis_sentinel_test.cpp).
+#pragma once
+
+#include <boost/test/unit_test.hpp>
+
+#include <flock/basic_flock.hpp>
+#include <flock/broker/redis.hpp>
+#include <flock/codec/json.hpp>
+#include <flock/testing/memory_transport.hpp>
+
+#include "redis_server.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace instance_fixture {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using server_type = flk::basic_flock<flk::testing::memory_transport, flk::redis_broker, flk::json_codec>;
+
+/// One flock instance. Its log is silent unless `log_env` names a variable
+/// that is set.
+struct node {
+    std::unique_ptr<server_type> server;
+    node(asio::io_context& io, std::string const& url, std::chrono::seconds ttl = std::chrono::seconds(30),
+         char const* log_env = nullptr) {
+        flk::options o;
+        o.redis_url = url;
+        o.presence_ttl = ttl;
+        o.log = log_env ? flk::log_level::info : flk::log_level::warn;
+        if (!log_env || !std::getenv(log_env)) o.log_sink = [](flk::log_level, std::string_view) {};
+        server = std::make_unique<server_type>(io.get_executor(), o);
+        server->start();
+    }
+    flk::testing::memory_transport& transport() { return server->transport(); }
+    bool connected() { return server->broker().connected(); }
+};
+
+/// A browser tab on one node: keeps everything it received, and when.
+struct tab {
+    flk::testing::memory_transport::client* c;
+    std::vector<std::pair<std::chrono::steady_clock::time_point, json::object>> inbox;
+
+    explicit tab(node& n) : c(&n.transport().connect()) {}
+
+    void send(json::object const& o) { c->send(json::serialize(o)); }
+    void pull() {
+        auto const now = std::chrono::steady_clock::now();
+        for (auto& m : c->take_json()) inbox.emplace_back(now, std::move(m));
+    }
+    std::vector<json::object> of(std::string_view type, std::string_view user = {}) {
+        pull();
+        std::vector<json::object> out;
+        for (auto const& entry : inbox) {
+            auto const& m = entry.second;
+            if (m.at("type").as_string() == type &&
+                (user.empty() || (m.contains("userId") && m.at("userId").as_string() == user)))
+                out.push_back(m);
+        }
+        return out;
+    }
+    std::size_t count(std::string_view type, std::string_view user = {}) { return of(type, user).size(); }
+};
+
+inline json::object join_msg(std::string const& room, std::string const& user, json::object meta = {}) {
+    return {{"type", "join"}, {"roomId", room}, {"userId", user}, {"metadata", std::move(meta)}};
+}
+
+/// Joins and waits for the join:ack; returns it.
+inline json::object join(asio::io_context& io, tab& t, std::string const& room, std::string const& user,
+                         json::object meta = {}) {
+    t.send(join_msg(room, user, std::move(meta)));
+    BOOST_REQUIRE_MESSAGE(redis_fixture::run_until(io, [&] { return t.count("join:ack") >= 1; }),
+                          "no join:ack for " + user);
+    return t.of("join:ack").back();
+}
+
+/// The userIds of a join:ack's snapshot, sorted.
+inline std::vector<std::string> users_of(json::object const& ack) {
+    std::vector<std::string> ids;
+    for (auto const& u : ack.at("users").as_array()) ids.emplace_back(u.at("userId").as_string());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+}  // namespace instance_fixture
