@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { CheckError, check, freePort, within, HOST } from './util.mjs';
+import { CheckError, check, freePort, onLines, within, HOST } from './util.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SERVER_BIN = process.env.FLOCK_SERVER || path.resolve(HERE, '../../build/meson/examples/flock-server');
@@ -49,22 +49,11 @@ process.on('exit', () => {
 function watch(proc, name, lines, onLine = () => {}) {
   live.add(proc);
   proc.on('exit', () => live.delete(proc));
-  for (const stream of [proc.stdout, proc.stderr]) {
-    if (!stream) continue;
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk) => {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        lines.push(line);
-        if (VERBOSE) console.log(`      [${name}] ${line}`);
-        onLine(line);
-      }
-    });
-  }
+  onLines(proc, (line) => {
+    lines.push(line);
+    if (VERBOSE) console.log(`      [${name}] ${line}`);
+    onLine(line);
+  });
 }
 
 class FlockServer {

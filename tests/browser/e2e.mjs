@@ -16,7 +16,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { CheckError, check, checkEqual, freePort, within, HOST } from './util.mjs';
+import { CheckError, check, checkEqual, freePort, onLines, within, HOST } from './util.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SERVER_BIN = process.env.FLOCK_SERVER || path.resolve(HERE, '../../build/meson/examples/flock-server');
@@ -64,21 +64,11 @@ class FlockServer {
       };
       this.exited.then(({ code, signal }) => reject(new Error(`flock-server exited during start-up (code ${code}, signal ${signal})`)));
     });
-    for (const stream of [proc.stdout, proc.stderr]) {
-      let buf = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          this.lines.push(line);
-          if (VERBOSE) console.log(`      [${this.name}] ${line}`);
-          onLine(line);
-        }
-      });
-    }
+    onLines(proc, (line) => {
+      this.lines.push(line);
+      if (VERBOSE) console.log(`      [${this.name}] ${line}`);
+      onLine(line);
+    });
     await within(WAIT_MS, 'flock-server start-up', started);
     // Readiness over HTTP too: GET /health is part of the contract.
     const health = await httpGet(`http://${HOST}:${this.port}/health`);

@@ -33,6 +33,23 @@ export async function freePort() {
   return port;
 }
 
+/** Calls `onLine` with each line a child process writes to stdout or stderr. */
+export function onLines(proc, onLine) {
+  for (const stream of [proc.stdout, proc.stderr]) {
+    if (!stream) continue;
+    let buf = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        onLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+  }
+}
+
 /** Resolves when `promise` does, or rejects after `ms` with `what`. */
 export async function within(ms, what, promise) {
   let timer;
