@@ -34,14 +34,19 @@ using server_type = flk::basic_flock<flk::testing::memory_transport, flk::redis_
 struct node {
     std::unique_ptr<server_type> server;
     node(asio::io_context& io, std::string const& url, std::chrono::seconds ttl = std::chrono::seconds(30),
-         char const* log_env = nullptr) {
-        flk::options o;
-        o.redis_url = url;
-        o.presence_ttl = ttl;
+         char const* log_env = nullptr)
+        : node(io, with_url(url, ttl), log_env) {}
+    node(asio::io_context& io, flk::options o, char const* log_env) {
         o.log = log_env ? flk::log_level::info : flk::log_level::warn;
         if (!log_env || !std::getenv(log_env)) o.log_sink = [](flk::log_level, std::string_view) {};
         server = std::make_unique<server_type>(io.get_executor(), o);
         server->start();
+    }
+    static flk::options with_url(std::string const& url, std::chrono::seconds ttl) {
+        flk::options o;
+        o.redis_url = url;
+        o.presence_ttl = ttl;
+        return o;
     }
     flk::testing::memory_transport& transport() { return server->transport(); }
     bool connected() { return server->broker().connected(); }

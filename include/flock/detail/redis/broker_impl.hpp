@@ -1,5 +1,8 @@
 // The machinery of flk::redis_broker: connections, scripts, subscriptions,
 // sweeps and reconnection. See include/flock/broker/redis.hpp for what it does.
+// Its link is one Redis (a command and a subscriber connection, found through
+// Sentinel for redis+sentinel://) or, when the URL's node says it is part of a
+// Redis Cluster, cluster/client.hpp: keys tagged by room, sharded pub/sub.
 // The I/O lives here (connections, timers, calls into the core); what it
 // decides lives in plain classes without I/O: membership.hpp (rooms, joins
 // waiting for SUBSCRIBE, known/unconfirmed/evicted members, sweep verdicts),
@@ -11,6 +14,7 @@
 #include <flock/codec/json.hpp>
 #include <flock/detail/contain.hpp>
 #include <flock/detail/redis/batch.hpp>
+#include <flock/detail/redis/cluster/client.hpp>
 #include <flock/detail/redis/connection.hpp>
 #include <flock/detail/redis/error.hpp>
 #include <flock/detail/redis/sentinel.hpp>
@@ -40,6 +44,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -135,6 +140,7 @@ public:
                                             opts.heartbeat_interval * 4 / 5);
         if (url_.tls) make_tls_context();
         if (url_.sentinel()) {
+            topology_ = topology::single;
             connection_config c;
             c.connect_timeout = settings_.connect_timeout;
             c.reply_timeout = settings_.reply_timeout;
@@ -179,15 +185,21 @@ public:
         flush_batches();
 
         // Users the core did not leave: announced and removed here.
+        str_set rooms;
         for (auto const& [room, user] : members_.joined_locals()) {
             publish_impl(room, server::user_left{room, user});
             leave(room, user);
+            rooms.insert(room);
         }
-        sub_->send({"UNSUBSCRIBE"});
         auto w = weak_from_this();
-        cmd_->send({"PING"}, [w](reply&&) {
-            if (auto self = w.lock()) self->finish_stop();
-        });
+        if (cluster_) {
+            drain_cluster(rooms);
+        } else {
+            sub_->send({"UNSUBSCRIBE"});
+            cmd_->send({"PING"}, [w](reply&&) {
+                if (auto self = w.lock()) self->finish_stop();
+            });
+        }
         stop_timer_.expires_after(settings_.stop_timeout);
         stop_timer_.async_wait([w](boost::system::error_code ec) {
             if (ec) return;
@@ -234,10 +246,10 @@ public:
                 self->members_.join_failed(req.room_id, req.user_id, seq);
                 return self->answer(handler, join_result{join_result::status::failed, {}});
             }
-            std::vector<std::string> params{members_key(req.room_id),
-                                            presence_key(req.room_id, req.user_id),
-                                            presence_key_prefix(req.room_id),
-                                            cursor_key_prefix(req.room_id),
+            std::vector<std::string> params{self->keys_.members(req.room_id),
+                                            self->keys_.presence(req.room_id, req.user_id),
+                                            self->keys_.presence_prefix_of(req.room_id),
+                                            self->keys_.cursor_prefix_of(req.room_id),
                                             req.user_id,
                                             std::to_string(req.capacity),
                                             self->ttl_,
@@ -284,9 +296,13 @@ public:
             if (now - lu->ttl_refreshed_at < ttl_refresh_after_) return;
             lu->ttl_refreshed_at = now;
         }
-        cmd_->send({"EXPIRE", presence_key(room, user), ttl_});
+        auto const presence = keys_.presence(room, user);
+        command(presence, {"EXPIRE", presence, ttl_});
         // No cursor of this session: nothing of ours to keep alive.
-        if (!lu || lu->cursor) cmd_->send({"EXPIRE", cursor_key(room, user), ttl_});
+        if (!lu || lu->cursor) {
+            auto const cursor = keys_.cursor(room, user);
+            command(cursor, {"EXPIRE", cursor, ttl_});
+        }
     }
 
     void set_metadata(std::string_view room, std::string_view user, metadata const& meta) {
@@ -295,7 +311,7 @@ public:
         if (lu) lu->meta_json = json;
         if (!up() || stopping_) return;
         if (lu) lu->ttl_refreshed_at = std::chrono::steady_clock::now();  // the script refreshes the TTL
-        eval(scripts_.set_metadata, 1, {presence_key(room, user), std::move(json), ttl_}, {});
+        eval(scripts_.set_metadata, 1, {keys_.presence(room, user), std::move(json), ttl_}, {});
     }
 
     // A cursor that has been relayed must be in every later snapshot, yet a
@@ -320,7 +336,7 @@ public:
         if (up() && lu && !lu->cursor_written) {
             drop_dirty_cursor(room, user);
             std::vector<cursor_write> one;
-            one.push_back({cursor_key(room, user), pos, ts});
+            one.push_back({keys_.cursor(room, user), pos, ts});
             write_cursors(one);
             lu->cursor_written = true;
             lu->cursor_written_at = now;
@@ -340,7 +356,8 @@ public:
         }
         drop_dirty_cursor(room, user);
         if (!up() || stopping_) return;
-        cmd_->send({"DEL", cursor_key(room, user)});
+        auto const cursor = keys_.cursor(room, user);
+        command(cursor, {"DEL", cursor});
     }
 
     void publish(std::string_view room, server_message const& msg) {
@@ -350,14 +367,14 @@ public:
 
     void subscribe(std::string_view room) {
         if (stopping_ || stopped_) return;
-        if (members_.subscribe(room, up()) && up()) sub_->send({"SUBSCRIBE", channel(room), batch_channel(room)});
+        if (members_.subscribe(room, up()) && up()) listen(room);
     }
 
     void unsubscribe(std::string_view room) {
         auto u = members_.unsubscribe(room);
         if (!u.was_followed) return;
         if (up()) flush_batch(room);
-        if (up() && !stopping_) sub_->send({"UNSUBSCRIBE", channel(room), batch_channel(room)});
+        if (up() && !stopping_) unlisten(room);
         run_parked(u.released, true);  // nothing to wait for any more
     }
 
@@ -425,6 +442,7 @@ private:
 
     void connect() {
         if (stopping_ || stopped_) return;
+        if (topology_ == topology::cluster) return start_cluster();
         if (!sentinel_) return connect_to(url_);
         // redis+sentinel://: ask the sentinels for the master first.
         ++attempt_;
@@ -478,7 +496,7 @@ private:
             auto self = w.lock();
             if (!self || self->stopped_ || self->stopping_ || self->attempt_ != attempt) return;
             if (results->first->empty() && results->second->empty())
-                self->on_connected();
+                self->on_links_open();
             else
                 self->on_connect_failed(results->first->empty() ? *results->second : *results->first);
         };
@@ -526,38 +544,127 @@ private:
         });
     }
 
+    /// Both connections of a redis:// URL are open. The first time, ask the
+    /// node whether it belongs to a Redis Cluster: if so, the cluster client
+    /// takes over for the life of the broker (hash-tagged keys, sharded
+    /// pub/sub); a Redis without cluster support refuses CLUSTER INFO.
+    void on_links_open() {
+        if (topology_ != topology::unknown) return on_connected();
+        auto w = weak_from_this();
+        cmd_->send({"CLUSTER", "INFO"}, [w, attempt = attempt_](reply&& r) {
+            auto self = w.lock();
+            if (!self || self->stopped_ || self->stopping_ || self->attempt_ != attempt) return;
+            if (r.type == reply::kind::io_error) return self->on_connect_failed(r.str);
+            if (r.is_error()) {  // "cluster support disabled", or a CLUSTER this user may not run
+                self->topology_ = topology::single;
+                return self->on_connected();
+            }
+            self->topology_ = topology::cluster;
+            self->keys_ = key_schema(true);
+            self->log_.info("redis is a cluster node: cluster mode (keys tagged by room, sharded pub/sub)",
+                            {{"url", self->url_.redacted()}});
+            self->close_connections();
+            self->start_cluster();
+        });
+    }
+
+    void start_cluster() {
+        ++attempt_;
+        cluster::client_config cfg;
+        cfg.connection.connect_timeout = settings_.connect_timeout;
+        cfg.connection.reply_timeout = settings_.reply_timeout;
+        cfg.connection.ping_interval = settings_.ping_interval;
+        cfg.connection.client_name = "flock-" + instance_.substr(0, 8);
+        cfg.stats = stats_;
+        scripts_.for_each([&](script const& s) { cfg.scripts.emplace_back(s.source); });
+        cfg.scripts.emplace_back(scripts_.publish_left_sharded.source);
+        auto c = std::make_shared<cluster::client>(ex_, tls_.get(), url_, std::move(cfg));
+        cluster_ = c;
+        auto w = weak_from_this();
+        c->on_message([w](std::string const& ch, std::string const& payload) {
+            if (auto self = w.lock()) self->on_message(ch, payload);
+        });
+        c->on_subscribed([w](std::string const& ch, cluster::node_address const&) {
+            if (auto self = w.lock()) self->on_channel_subscribed(ch);
+        });
+        c->on_expired([w](std::string const& key, cluster::node_address const&) {
+            if (auto self = w.lock(); self && self->events_) {
+                ++self->received_;
+                self->on_expired(key);
+            }
+        });
+        c->on_log([w](std::string const& what) {
+            if (auto self = w.lock()) self->log_.info("redis cluster: " + what);
+        });
+        c->on_routing_changed([w] {
+            if (auto self = w.lock()) self->on_cluster_routing_changed();
+        });
+        c->async_start([w, attempt = attempt_](std::string const& err, bool is_cluster) {
+            auto self = w.lock();
+            if (!self || self->stopped_ || self->stopping_ || self->attempt_ != attempt) return;
+            if (!err.empty()) return self->on_connect_failed(err);
+            if (!is_cluster) {  // the node left its cluster meanwhile: start over
+                self->topology_ = topology::unknown;
+                self->keys_ = key_schema(false);
+                self->close_connections();
+                return self->connect_to(self->url_);
+            }
+            self->on_connected();
+        });
+    }
+
+    /// Slots moved to other masters (a replica took over, or a resharding):
+    /// the new master may have missed the last writes, so presence is written
+    /// back as after a reconnect, and sweeps wait out the same grace while
+    /// every instance does so.
+    void on_cluster_routing_changed() {
+        if (!up() || stopping_ || stopped_) return;
+        log_.info("redis cluster: slots moved to other masters; restoring presence");
+        link_.failed_over(std::chrono::steady_clock::now());
+        check_keyspace_events();
+        restore_presence();
+    }
+
     void on_connected() {
         bool reconnect = link_.connected(std::chrono::steady_clock::now()).reconnect;
         script_error_logged_ = false;
         auto w = weak_from_this();
-        auto lost = [w](std::string const& why) {
-            if (auto self = w.lock()) self->on_lost(self->failed_code(), why);
-        };
-        cmd_->on_close(lost);
-        sub_->on_close(lost);
-        sub_->set_push_handler([w](reply&& r) {
-            if (auto self = w.lock()) self->on_push(std::move(r));
-        });
-
-        // Subscriber: the expired-key channel and every followed room, at once.
-        std::vector<std::string> chans{expired_channel_};
-        for (auto const& room : members_.connection_up()) {
-            chans.push_back(channel(room));
-            chans.push_back(batch_channel(room));
-        }
-        std::vector<std::string_view> args{"SUBSCRIBE"};
-        for (auto const& c : chans) args.push_back(c);
-        sub_->send(std::span<std::string_view const>(args));
-
-        // Commands: scripts first (EVALSHA works from here on), the
-        // keyspace-events check, then what Redis may have lost.
-        scripts_.for_each([&](script const& s) {
-            cmd_->send({"SCRIPT", "LOAD", s.source}, [w, name = std::string(s.name)](reply&& r) {
-                auto self = w.lock();
-                if (self && r.type == reply::kind::error)
-                    self->log_.error("redis refused a flock Lua script", {{"script", name}, {"error", r.str}});
+        if (cluster_) {
+            // Expired events from every master; each room's channels on the
+            // master of its slot (the client follows them across failovers).
+            cluster_->watch_expired();
+            for (auto const& room : members_.connection_up()) listen(room);
+        } else {
+            auto lost = [w](std::string const& why) {
+                if (auto self = w.lock()) self->on_lost(self->failed_code(), why);
+            };
+            cmd_->on_close(lost);
+            sub_->on_close(lost);
+            sub_->set_push_handler([w](reply&& r) {
+                if (auto self = w.lock()) self->on_push(std::move(r));
             });
-        });
+
+            // Subscriber: the expired-key channel and every followed room, at once.
+            std::vector<std::string> chans{expired_channel_};
+            for (auto const& room : members_.connection_up()) {
+                chans.push_back(keys_.channel(room));
+                chans.push_back(keys_.batch_channel(room));
+            }
+            std::vector<std::string_view> args{"SUBSCRIBE"};
+            for (auto const& c : chans) args.push_back(c);
+            sub_->send(std::span<std::string_view const>(args));
+
+            // Scripts first (EVALSHA works from here on). A cluster's nodes
+            // get them as each connection opens (cluster/client.hpp).
+            scripts_.for_each([&](script const& s) {
+                cmd_->send({"SCRIPT", "LOAD", s.source}, [w, name = std::string(s.name)](reply&& r) {
+                    auto self = w.lock();
+                    if (self && r.type == reply::kind::error)
+                        self->log_.error("redis refused a flock Lua script", {{"script", name}, {"error", r.str}});
+                });
+            });
+        }
+        // The keyspace-events check, then what Redis may have lost.
         check_keyspace_events();
         auto leaves = std::move(leaves_while_down_);
         leaves_while_down_.clear();
@@ -607,6 +714,21 @@ private:
     void close_connections() {
         if (cmd_) cmd_->close();
         if (sub_) sub_->close();
+        if (cluster_) cluster_->close();
+        cluster_.reset();
+    }
+
+    /// Stopping on a cluster: the leaves went to the masters of their rooms'
+    /// slots; a PING behind them on each room's master says they have run.
+    void drain_cluster(str_set const& rooms) {
+        if (rooms.empty()) return finish_stop();
+        auto left = std::make_shared<std::size_t>(rooms.size());
+        auto w = weak_from_this();
+        for (auto const& room : rooms)
+            command(keys_.members(room), {"PING"}, [w, left](reply&&) {
+                if (--*left == 0)
+                    if (auto self = w.lock()) self->finish_stop();
+            });
     }
 
     void notify_state(bool up, std::string const& why) {
@@ -635,32 +757,64 @@ private:
     // implies x). Off: turn it on if allowed, else say clearly what that costs.
     void check_keyspace_events() {
         auto w = weak_from_this();
+        if (cluster_) {  // per node: every master must publish its own expiries
+            cluster_->each_master({"CONFIG", "GET", "notify-keyspace-events"},
+                                  [w](cluster::node_address const& at, reply&& r) {
+                                      auto self = w.lock();
+                                      if (!self) return;
+                                      self->on_keyspace_events(
+                                          std::move(r), [w, at](std::vector<std::string> args,
+                                                                connection::reply_handler h) {
+                                              auto self = w.lock();
+                                              if (!self || !self->cluster_) return;
+                                              self->cluster_->send_to(at, std::move(args),
+                                                                      [h = std::move(h)](cluster::node_address const&,
+                                                                                         reply&& r2) { h(std::move(r2)); });
+                                          });
+                                  });
+            return;
+        }
         cmd_->send({"CONFIG", "GET", "notify-keyspace-events"}, [w](reply&& r) {
             auto self = w.lock();
-            if (!self || !self->events_) return;
-            if (r.is_error() || !r.is_array() || r.elements.size() < 2) {
-                if (r.type == reply::kind::io_error) return;
-                self->log_.warn("cannot read redis notify-keyspace-events; make sure it includes Ex, or idle users "
-                                "are evicted only by the periodic sweep",
-                                {{"error", r.is_error() ? r.str : std::string("unexpected reply")},
-                                 {"sweep_ms", self->sweep_every_.count()}});
-                return;
-            }
-            std::string flags = r.elements[1].str;
-            bool e = flags.find('E') != std::string::npos;
-            bool x = flags.find('x') != std::string::npos || flags.find('A') != std::string::npos;
-            if (e && x) return;
-            if (!self->settings_.enable_keyspace_events) return self->warn_no_expired_events(flags, {});
-            std::string wanted = flags;
-            if (!e) wanted += 'E';
-            if (!x) wanted += 'x';
-            self->cmd_->send({"CONFIG", "SET", "notify-keyspace-events", wanted}, [w, flags, wanted](reply&& r2) {
+            if (!self) return;
+            self->on_keyspace_events(std::move(r), [w](std::vector<std::string> args, connection::reply_handler h) {
                 auto self = w.lock();
-                if (!self || !self->events_ || r2.type == reply::kind::io_error) return;
-                if (r2.is_error()) return self->warn_no_expired_events(flags, r2.str);
-                self->log_.info("enabled redis expired-key events", {{"notify-keyspace-events", wanted}});
+                if (!self || !self->cmd_) return;
+                std::vector<std::string_view> a(args.begin(), args.end());
+                self->cmd_->send(std::span<std::string_view const>(a), std::move(h));
             });
         });
+    }
+
+    /// The reply to CONFIG GET notify-keyspace-events from one node; `send`
+    /// takes a CONFIG SET to that same node.
+    template <class Send>
+    void on_keyspace_events(reply&& r, Send send) {
+        if (!events_) return;
+        if (r.is_error() || !r.is_array() || r.elements.size() < 2) {
+            if (r.type == reply::kind::io_error) return;
+            log_.warn("cannot read redis notify-keyspace-events; make sure it includes Ex, or idle users "
+                      "are evicted only by the periodic sweep",
+                      {{"error", r.is_error() ? r.str : std::string("unexpected reply")},
+                       {"sweep_ms", sweep_every_.count()}});
+            return;
+        }
+        std::string flags = r.elements[1].str;
+        bool e = flags.find('E') != std::string::npos;
+        bool x = flags.find('x') != std::string::npos || flags.find('A') != std::string::npos;
+        if (e && x) return;
+        if (!settings_.enable_keyspace_events) return warn_no_expired_events(flags, {});
+        std::string wanted = flags;
+        if (!e) wanted += 'E';
+        if (!x) wanted += 'x';
+        auto w = weak_from_this();
+        send(std::vector<std::string>{"CONFIG", "SET", "notify-keyspace-events", wanted},
+             [w, flags, wanted](reply&& r2) {
+                 auto self = w.lock();
+                 if (!self || !self->events_ || r2.type == reply::kind::io_error) return;
+                 if (r2.is_error()) return self->warn_no_expired_events(flags, r2.str);
+                 self->log_.info("enabled redis expired-key events", {{"notify-keyspace-events", wanted}});
+             });
     }
 
     void warn_no_expired_events(std::string const& flags, std::string const& error) {
@@ -679,7 +833,7 @@ private:
                 lu.ttl_refreshed_at = now;
                 lu.cursor_written = lu.cursor.has_value();
                 lu.cursor_written_at = now;
-                std::vector<std::string> params{members_key(room), presence_key(room, user), cursor_key(room, user),
+                std::vector<std::string> params{keys_.members(room), keys_.presence(room, user), keys_.cursor(room, user),
                                                 user,               lu.meta_json,            lu.joined_at,
                                                 instance_,          ttl_};
                 if (lu.cursor) {
@@ -696,41 +850,97 @@ private:
 
     // ---- commands --------------------------------------------------------------------
 
+    // ---- the link: one Redis (cmd_, sub_) or a Redis Cluster (cluster_) -------------
+
+    /// A command about `key`: on the command connection, or on a cluster to
+    /// the master of the key's slot, in order with that slot's commands.
+    void command(std::string_view key, std::initializer_list<std::string_view> args,
+                 connection::reply_handler h = {}) {
+        if (cluster_) return cluster_->send(key, args, std::move(h));
+        if (cmd_ && topology_ != topology::cluster) return cmd_->send(args, std::move(h));
+        if (h) asio::post(ex_, [h = std::move(h)] { h(reply::io_failure("not connected to redis")); });
+    }
+
+    void publish_to(std::string const& ch, std::string_view payload) {
+        if (cluster_)
+            cluster_->spublish(ch, payload);
+        else if (cmd_ && topology_ != topology::cluster)
+            cmd_->send({"PUBLISH", ch, payload});
+    }
+
+    /// Follows a room's channels (its broadcasts and batches).
+    void listen(std::string_view room) {
+        if (cluster_) {
+            cluster_->ssubscribe(keys_.channel(room));
+            cluster_->ssubscribe(keys_.batch_channel(room));
+        } else if (sub_) {
+            sub_->send({"SUBSCRIBE", keys_.channel(room), keys_.batch_channel(room)});
+        }
+    }
+    void unlisten(std::string_view room) {
+        if (cluster_) {
+            cluster_->sunsubscribe(keys_.channel(room));
+            cluster_->sunsubscribe(keys_.batch_channel(room));
+        } else if (sub_) {
+            sub_->send({"UNSUBSCRIBE", keys_.channel(room), keys_.batch_channel(room)});
+        }
+    }
+
     /// EVALSHA, falling back to EVAL if Redis lost the script (SCRIPT FLUSH).
+    /// On a cluster, on the master of the first key's slot (every key of a
+    /// call shares it: key_schema tags them by room).
     void eval(script const& s, int numkeys, std::vector<std::string> params, connection::reply_handler h) {
+        auto w = weak_from_this();
+        auto done = [w, &s, h = std::move(h)](reply&& r) mutable {
+            if (auto self = w.lock()) self->on_script_reply(s, r);
+            if (h) h(std::move(r));
+        };
+        if (cluster_) {
+            auto const k = static_cast<std::ptrdiff_t>(std::min<std::size_t>(numkeys, params.size()));
+            std::vector<std::string> keys(std::make_move_iterator(params.begin()),
+                                          std::make_move_iterator(params.begin() + k));
+            params.erase(params.begin(), params.begin() + k);
+            cluster_->eval(s, std::move(keys), std::move(params), std::move(done));
+            return;
+        }
+        if (!cmd_ || topology_ == topology::cluster) {
+            asio::post(ex_, [done = std::move(done)]() mutable { done(reply::io_failure("not connected to redis")); });
+            return;
+        }
         auto shared = std::make_shared<std::vector<std::string>>(std::move(params));
         auto n = std::to_string(numkeys);
         std::vector<std::string_view> args{"EVALSHA", s.sha1, n};
         for (auto const& p : *shared) args.push_back(p);
-        auto w = weak_from_this();
         cmd_->send(std::span<std::string_view const>(args),
-                   [w, &s, shared, n, h = std::move(h)](reply&& r) mutable {
+                   [w, &s, shared, n, done = std::move(done)](reply&& r) mutable {
                        auto self = w.lock();
-                       auto const ec = error_of(r);
-                       if (self && self->up() && ec == redis_errc::no_script) {
+                       if (self && self->up() && self->cmd_ && error_of(r) == redis_errc::no_script) {
                            std::vector<std::string_view> a{"EVAL", s.source, n};
                            for (auto const& p : *shared) a.push_back(p);
-                           self->cmd_->send(std::span<std::string_view const>(a), std::move(h));
+                           self->cmd_->send(std::span<std::string_view const>(a), std::move(done));
                            return;
                        }
-                       if (self && ec == redis_errc::read_only_replica) {
-                           // A failover left us on a replica: reconnect (the
-                           // address may now lead to the new primary).
-                           self->on_lost(ec, "redis is a read-only replica: " + r.str);
-                       } else if (self && ec && ec != redis_errc::connection_lost) {
-                           // Once per connection (an out-of-memory Redis fails every write).
-                           auto level = std::exchange(self->script_error_logged_, true) ? log_level::debug
-                                                                                         : log_level::warn;
-                           self->log_(level, "redis script failed", {{"script", s.name}, {"error", r.str}});
-                       }
-                       if (h) h(std::move(r));
+                       done(std::move(r));
                    });
+    }
+
+    void on_script_reply(script const& s, reply const& r) {
+        auto const ec = error_of(r);
+        if (ec == redis_errc::read_only_replica && !cluster_) {
+            // A failover left us on a replica: reconnect (the address may
+            // now lead to the new primary). A cluster client re-routes itself.
+            on_lost(ec, "redis is a read-only replica: " + r.str);
+        } else if (ec && ec != redis_errc::connection_lost) {
+            // Once per connection (an out-of-memory Redis fails every write).
+            auto level = std::exchange(script_error_logged_, true) ? log_level::debug : log_level::warn;
+            log_(level, "redis script failed", {{"script", s.name}, {"error", r.str}});
+        }
     }
 
     void send_leave(std::string_view room, std::string_view user, std::string const& joined_at) {
         auto w = weak_from_this();
         eval(scripts_.leave, 3,
-             {members_key(room), presence_key(room, user), cursor_key(room, user), std::string(user), instance_,
+             {keys_.members(room), keys_.presence(room, user), keys_.cursor(room, user), std::string(user), instance_,
               joined_at},
              [w, room = std::string(room), user = std::string(user)](reply&& r) {
                  auto self = w.lock();
@@ -764,11 +974,11 @@ private:
         if (auto const* left = std::get_if<server::user_left>(&msg)) {
             // Not announced when the user re-joined on another instance:
             // this is a stale socket going, the user is still there.
-            eval(scripts_.publish_left, 1, {presence_key(room, left->user_id), channel(room), std::move(env), instance_},
-                 {});
+            eval(cluster_ ? scripts_.publish_left_sharded : scripts_.publish_left, 1,
+                 {keys_.presence(room, left->user_id), keys_.channel(room), std::move(env), instance_}, {});
             return;
         }
-        cmd_->send({"PUBLISH", channel(room), env});
+        publish_to(keys_.channel(room), env);
     }
 
     // ---- calls into the core --------------------------------------------------------
@@ -816,21 +1026,33 @@ private:
         if (!r.is_array() || r.elements.empty()) return;
         auto const& kind = r.elements[0].str;
         if (kind == "message" && r.elements.size() >= 3) {
-            ++received_;
             auto const& ch = r.elements[1].str;
-            auto const& payload = r.elements[2].str;
-            if (ch == expired_channel_)
-                on_expired(payload);
-            else if (auto room = room_of_channel(ch))
-                on_broadcast(*room, payload);
-            else if (auto broom = room_of_batch_channel(ch))
-                on_batch(*broom, payload);
+            if (ch == expired_channel_) {
+                ++received_;
+                on_expired(r.elements[2].str);
+            } else {
+                on_message(ch, r.elements[2].str);
+            }
         } else if (kind == "subscribe" && r.elements.size() >= 2) {
-            if (auto room = room_of_channel(r.elements[1].str))
-                on_subscribed(*room);
-            else if (auto broom = room_of_batch_channel(r.elements[1].str))
-                on_subscribed(*broom);
+            on_channel_subscribed(r.elements[1].str);
         }
+    }
+
+    /// A message on a room's channel (PUBLISH, or SPUBLISH on a cluster).
+    void on_message(std::string const& ch, std::string const& payload) {
+        if (!events_) return;
+        ++received_;
+        if (auto room = keys_.room_of_channel(ch))
+            on_broadcast(*room, payload);
+        else if (auto broom = keys_.room_of_batch_channel(ch))
+            on_batch(*broom, payload);
+    }
+
+    void on_channel_subscribed(std::string const& ch) {
+        if (auto room = keys_.room_of_channel(ch))
+            on_subscribed(*room);
+        else if (auto broom = keys_.room_of_batch_channel(ch))
+            on_subscribed(*broom);
     }
 
     void on_subscribed(std::string_view room) { run_parked(members_.subscribe_confirmed(room), true); }
@@ -884,7 +1106,7 @@ private:
     }
 
     void on_expired(std::string_view key) {
-        auto hits = parse_presence_key(key, [this](std::string_view room) { return members_.following(room); });
+        auto hits = keys_.parse_presence(key, [this](std::string_view room) { return members_.following(room); });
         if (hits.empty()) return;
         std::vector<std::pair<std::string, std::string>> gone;
         for (auto const& [room, user] : hits) gone.emplace_back(room, user);
@@ -897,7 +1119,8 @@ private:
                 // may have overtaken this event. Report it only if the key is
                 // still gone once the commands sent so far have run.
                 auto w = weak_from_this();
-                cmd_->send({"EXISTS", presence_key(room, user)}, [w, r = room, u = user](reply&& rep) {
+                auto const key = keys_.presence(room, user);
+                command(key, {"EXISTS", key}, [w, r = room, u = user](reply&& rep) {
                     auto self = w.lock();
                     if (!self || rep.type != reply::kind::integer || rep.integer != 0) return;
                     self->report_eviction(r, u);
@@ -936,7 +1159,7 @@ private:
         auto issued = members_.sweep_started();
         auto w = weak_from_this();
         for (auto const& room : members_.rooms()) {
-            std::vector<std::string> params{members_key(room), presence_key_prefix(room), cursor_key_prefix(room)};
+            std::vector<std::string> params{keys_.members(room), keys_.presence_prefix_of(room), keys_.cursor_prefix_of(room)};
             for (auto& user : members_.known_users(room)) params.push_back(std::move(user));
             eval(scripts_.sweep, 1, std::move(params), [w, room = room, issued](reply&& r) {
                 if (auto self = w.lock()) self->on_sweep_reply(room, issued, std::move(r));
@@ -995,7 +1218,7 @@ private:
                     ++u;
                     continue;
                 }
-                due.push_back({cursor_key(rm->first, u->first), u->second.pos, u->second.ts});
+                due.push_back({keys_.cursor(rm->first, u->first), u->second.pos, u->second.ts});
                 if (lu) {
                     lu->cursor_written = true;
                     lu->cursor_written_at = now;
@@ -1008,8 +1231,16 @@ private:
         arm_cursor_flush();
     }
 
-    /// One `cursors` script call per max_cursors_per_call cursors.
+    /// One `cursors` script call per max_cursors_per_call cursors; on a
+    /// cluster, per hash slot too (a script's keys must share one slot).
     void write_cursors(std::vector<cursor_write> const& cs) {
+        if (!cluster_) return write_cursor_calls(cs);
+        std::map<std::uint16_t, std::vector<cursor_write>> by_slot;
+        for (auto const& c : cs) by_slot[cluster::key_slot(c.key)].push_back(c);
+        for (auto const& [slot, group] : by_slot) write_cursor_calls(group);
+    }
+
+    void write_cursor_calls(std::vector<cursor_write> const& cs) {
         for (std::size_t first = 0; first < cs.size(); first += max_cursors_per_call) {
             auto const n = std::min(cs.size() - first, max_cursors_per_call);
             std::vector<std::string> params;
@@ -1046,14 +1277,14 @@ private:
         if (it == batches_.end()) return;
         auto env = it->second.take();
         batches_.erase(it);
-        if (up()) cmd_->send({"PUBLISH", batch_channel(room), env});
+        if (up()) publish_to(keys_.batch_channel(room), env);
     }
 
     void flush_batches() {
         auto all = std::move(batches_);
         batches_.clear();
         for (auto& [room, b] : all)
-            if (!b.empty() && up()) cmd_->send({"PUBLISH", batch_channel(room), b.take()});
+            if (!b.empty() && up()) publish_to(keys_.batch_channel(room), b.take());
     }
 
     void drop_dirty_cursor(std::string_view room, std::string_view user) {
@@ -1077,6 +1308,10 @@ private:
     json_codec codec_;
     std::unique_ptr<asio::ssl::context> tls_;
 
+    enum class topology { unknown, single, cluster };
+    topology topology_ = topology::unknown;  ///< found on the first connection (on_links_open)
+    key_schema keys_;                        ///< tagged by room on a cluster
+    std::shared_ptr<cluster::client> cluster_;   ///< cluster mode, while connected
     std::shared_ptr<sentinel_client> sentinel_;  ///< redis+sentinel:// only
     endpoint master_;                            ///< redis+sentinel://: the master last resolved
     std::shared_ptr<connection> cmd_, sub_;

@@ -83,4 +83,83 @@ std::vector<std::pair<std::string_view, std::string_view>> parse_presence_key(st
     return out;
 }
 
+/// The key and channel names of one broker: PROTOCOL.md's schema on a
+/// single Redis (or Sentinel), or the same names with the room as a hash tag
+/// on a Redis Cluster, `flock:presence:{room}:user`, so that a room's keys,
+/// its scripts and its sharded channel live in one slot. The original names
+/// cannot work across slots; a cluster is therefore shared by flock
+/// instances only (docs/scaling.md).
+///
+/// Redis hashes what lies between the first '{' and the first '}' after it,
+/// and the whole key when that is empty. A room id starting with '}' would
+/// give an empty tag, so such a room (and, to keep the names one-to-one, one
+/// starting with '\') is written with a leading '\' inside the braces.
+class key_schema {
+public:
+    key_schema() = default;
+    explicit key_schema(bool tagged) : tagged_(tagged) {}
+
+    bool tagged() const noexcept { return tagged_; }
+
+    std::string presence(std::string_view room, std::string_view user) const {
+        return cat({presence_prefix, part(room), ":", user});
+    }
+    std::string presence_prefix_of(std::string_view room) const { return cat({presence_prefix, part(room), ":"}); }
+    std::string cursor(std::string_view room, std::string_view user) const {
+        return cat({cursor_prefix, part(room), ":", user});
+    }
+    std::string cursor_prefix_of(std::string_view room) const { return cat({cursor_prefix, part(room), ":"}); }
+    std::string members(std::string_view room) const { return cat({room_prefix, part(room), members_suffix}); }
+    std::string channel(std::string_view room) const { return cat({channel_prefix, part(room)}); }
+    std::string batch_channel(std::string_view room) const { return cat({batch_channel_prefix, part(room)}); }
+
+    std::optional<std::string_view> room_of_channel(std::string_view ch) const {
+        return room_after(ch, channel_prefix);
+    }
+    std::optional<std::string_view> room_of_batch_channel(std::string_view ch) const {
+        return room_after(ch, batch_channel_prefix);
+    }
+
+    /// As parse_presence_key() below, for this schema.
+    template <class IsRoom>
+    std::vector<std::pair<std::string_view, std::string_view>> parse_presence(std::string_view key,
+                                                                              IsRoom&& is_room) const {
+        if (!tagged_) return parse_presence_key(key, std::forward<IsRoom>(is_room));
+        std::vector<std::pair<std::string_view, std::string_view>> out;
+        if (!key.starts_with(presence_prefix)) return out;
+        auto rest = key.substr(presence_prefix.size());
+        if (!rest.starts_with('{')) return out;
+        for (auto p = rest.find("}:"); p != std::string_view::npos; p = rest.find("}:", p + 1)) {
+            auto room = unescape(rest.substr(1, p - 1));
+            if (room && is_room(*room)) out.emplace_back(*room, rest.substr(p + 2));
+        }
+        return out;
+    }
+
+private:
+    std::string part(std::string_view room) const {
+        if (!tagged_) return std::string(room);
+        bool escape = !room.empty() && (room.front() == '}' || room.front() == '\\');
+        return cat({"{", escape ? "\\" : "", room, "}"});
+    }
+    static std::optional<std::string_view> unescape(std::string_view t) {
+        if (t.starts_with('\\')) {
+            t.remove_prefix(1);
+            if (!t.starts_with('}') && !t.starts_with('\\')) return std::nullopt;  // never written so
+        } else if (t.starts_with('}')) {
+            return std::nullopt;
+        }
+        return t;
+    }
+    std::optional<std::string_view> room_after(std::string_view ch, std::string_view prefix) const {
+        if (!ch.starts_with(prefix)) return std::nullopt;
+        auto rest = ch.substr(prefix.size());
+        if (!tagged_) return rest;
+        if (rest.size() < 2 || rest.front() != '{' || rest.back() != '}') return std::nullopt;
+        return unescape(rest.substr(1, rest.size() - 2));
+    }
+
+    bool tagged_ = false;
+};
+
 }  // namespace flk::detail::redis

@@ -88,6 +88,11 @@ public:
 
     // ---- state -----------------------------------------------------------------
 
+    /// A Redis Cluster moved slots to other masters while we stayed up (a
+    /// failover): presence is restored as after a reconnect, so sweeps wait
+    /// the same grace.
+    void failed_over(clock::time_point now) { grace_until_ = now + grace_; }
+
     bool up() const noexcept { return up_; }
     bool ever_up() const noexcept { return ever_up_; }
     /// What failed last (cleared once connected).

@@ -113,6 +113,14 @@ if owner and owner ~= ARGV[3] then return -1 end
 return redis.call('PUBLISH', ARGV[1], ARGV[2])
 )lua";
 
+/// publish_left on a Redis Cluster: the room's sharded channel, which
+/// shares the presence key's slot (keys.hpp, key_schema).
+inline constexpr std::string_view publish_left_sharded = R"lua(
+local owner = redis.call('HGET', KEYS[1], 'instance')
+if owner and owner ~= ARGV[3] then return -1 end
+return redis.call('SPUBLISH', ARGV[1], ARGV[2])
+)lua";
+
 /// Writes back the presence (and last cursor) of a user still connected to
 /// this instance, after Redis came back, unless another instance owns it.
 ///   KEYS: members set, presence key, cursor key
@@ -195,6 +203,8 @@ struct script_set {
     script restore{"restore", lua::restore};
     script sweep{"sweep", lua::sweep};
     script cursors{"cursors", lua::cursors};
+    /// Cluster mode only (loaded on each master by the cluster client).
+    script publish_left_sharded{"publish_left_sharded", lua::publish_left_sharded};
 
     template <class F>
     void for_each(F&& f) const {

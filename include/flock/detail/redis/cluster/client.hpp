@@ -1,6 +1,5 @@
 // A Redis Cluster client over connection.hpp (plain TCP or TLS), on one
-// executor. Not yet used by the broker (docs/scaling.md, "Redis Cluster (in
-// progress)").
+// executor: the Redis broker's link in cluster mode (broker_impl.hpp).
 //
 // - Start: asks the seed node `CLUSTER INFO`. A Redis without cluster support
 //   answers with an error: the start handler says "not a cluster" and the
@@ -12,7 +11,8 @@
 //   ASK resends once to the named node, preceded by ASKING. TRYAGAIN,
 //   CLUSTERDOWN and a master that cannot be reached park the command and
 //   reload the map every `retry_delay` until a master answers or the
-//   command's `command_timeout` passes. A command already written when its
+//   command's `command_timeout` passes. Scripts named in the config are
+//   loaded on each connection first. A command already written when its
 //   connection dies is NOT resent (it may have run): its handler gets an
 //   io_error reply, and the map is reloaded.
 // - Sharded pub/sub: `ssubscribe(channel)` subscribes on the master that owns
@@ -60,6 +60,12 @@ struct client_config {
     std::chrono::milliseconds retry_delay{100};          ///< map reloads while a slot's master is unreachable
     std::chrono::milliseconds refresh_interval{10000};   ///< map reloads when all is well (0: never)
     int max_redirects = 16;                              ///< MOVED/ASK hops of one command
+    std::shared_ptr<connection_stats> stats;             ///< counts every connection's commands (may be null)
+    /// Lua sources loaded (SCRIPT LOAD) on every command connection before
+    /// anything else is written to it: an EVALSHA never meets NOSCRIPT on a
+    /// master met for the first time (a promoted replica has no scripts), so
+    /// it is never re-sent as EVAL behind commands sent after it.
+    std::vector<std::string> scripts;
 };
 
 class client : public std::enable_shared_from_this<client> {
@@ -72,6 +78,8 @@ public:
     using subscribed_handler = std::function<void(std::string const& channel, node_address const& at)>;
     using expired_handler = std::function<void(std::string const& key, node_address const& from)>;
     using log_handler = std::function<void(std::string const& what)>;
+    using routing_handler = std::function<void()>;
+    using node_reply_handler = std::function<void(node_address const& at, reply&& r)>;
 
     /// `tls` is null for plain TCP; it must outlive the client.
     client(asio::any_io_executor ex, asio::ssl::context* tls, url seed, client_config cfg = {})
@@ -84,6 +92,9 @@ public:
     void on_subscribed(subscribed_handler h) { on_subscribed_ = std::move(h); }
     void on_expired(expired_handler h) { on_expired_ = std::move(h); }
     void on_log(log_handler h) { log_ = std::move(h); }
+    /// A reloaded map routes some slots to other masters than before (a
+    /// failover, a resharding). Not called for the first map.
+    void on_routing_changed(routing_handler h) { on_routing_changed_ = std::move(h); }
 
     /// Detects cluster mode and loads the slot map, then calls `done`.
     void async_start(start_handler done) {
@@ -175,6 +186,18 @@ public:
             if (n->second.sub_open) n->second.sub->send({"SUNSUBSCRIBE", channel});
         }
         channels_.erase(it);
+    }
+
+    /// Sends `args` to every master of the current map (CONFIG GET, CONFIG
+    /// SET): `h` gets each one's reply, or an io_error reply when it cannot
+    /// be reached. Not redirected, not retried.
+    void each_master(std::vector<std::string> args, node_reply_handler h) {
+        auto shared = std::make_shared<std::vector<std::string>>(std::move(args));
+        for (auto const& m : map_.masters()) send_to(m, shared, h);
+    }
+    /// Sends `args` to the node `at` only (as each_master).
+    void send_to(node_address const& at, std::vector<std::string> args, node_reply_handler h) {
+        send_to(at, std::make_shared<std::vector<std::string>>(std::move(args)), std::move(h));
     }
 
     /// Subscribes to `__keyevent@0__:expired` on every master, now and later.
@@ -300,6 +323,14 @@ private:
         return false;
     }
 
+    void send_to(node_address const& at, std::shared_ptr<std::vector<std::string>> args, node_reply_handler h) {
+        with_command_connection(at, [args, h = std::move(h), at](node_state* n, std::string const& err) {
+            if (!n) return h(at, reply::io_failure(err));
+            std::vector<std::string_view> a(args->begin(), args->end());
+            n->cmd->send(std::span<std::string_view const>(a), [h, at](reply&& r) { h(at, std::move(r)); });
+        });
+    }
+
     // ---- command connections -------------------------------------------------------
 
     /// Calls `f` with the node's open command connection (opening it first),
@@ -315,6 +346,7 @@ private:
         if (n.cmd) return;  // connecting
         auto name = a.name();
         n.cmd = std::make_shared<connection>(ex_, seed_.tls ? tls_ : nullptr);
+        if (cfg_.stats) n.cmd->count_into(cfg_.stats);
         auto w = weak_from_this();
         // Handlers stored in a connection name it by address only: a
         // shared_ptr there would keep it alive forever.
@@ -332,6 +364,11 @@ private:
                 n.cmd_open = true;
                 n.failures = 0;
                 n.failed_at = {};
+                for (auto const& src : self->cfg_.scripts)
+                    conn->send({"SCRIPT", "LOAD", src}, [w, name](reply&& r) {
+                        if (auto self = w.lock(); self && r.type == reply::kind::error)
+                            self->log("node " + name + " refused a Lua script: " + r.str);
+                    });
             } else {
                 n.cmd.reset();
                 n.failed_at = clock::now();
@@ -571,7 +608,8 @@ private:
     }
 
     void install(slot_map m) {
-        bool changed = map_loads_ == 0 || !map_.same_routing(m);
+        bool const first = map_loads_ == 0;
+        bool changed = first || !map_.same_routing(m);
         map_ = std::move(m);
         ++map_loads_;
         refreshing_ = false;
@@ -586,6 +624,11 @@ private:
         parked_.clear();
         for (auto& c : parked) dispatch(c);
         reconcile();
+        if (changed && !first && on_routing_changed_) {
+            auto h = on_routing_changed_;  // may close the client
+            h();
+            if (closed_) return;
+        }
         // Idle connections to nodes that serve no slots any more.
         for (auto& [name, n] : nodes_)
             if (n.cmd_open && n.waiting.empty() && n.cmd->pending() == 0 && !is_master(n.addr)) {
@@ -649,6 +692,7 @@ private:
         if (recently_failed(n)) return request_refresh(true);  // reconcile() runs again after it
         auto name = n.addr.name();
         n.sub = std::make_shared<connection>(ex_, seed_.tls ? tls_ : nullptr);
+        if (cfg_.stats) n.sub->count_into(cfg_.stats);
         connection* conn = n.sub.get();
         auto w = weak_from_this();
         conn->on_close([w, name, conn](std::string const& why) {
@@ -774,6 +818,7 @@ private:
     subscribed_handler on_subscribed_;
     expired_handler on_expired_;
     log_handler log_;
+    routing_handler on_routing_changed_;
 };
 
 }  // namespace flk::detail::redis::cluster
