@@ -169,6 +169,17 @@ BOOST_AUTO_TEST_CASE(rooms_on_two_masters_cross_exactly_once) {
     }));
     BOOST_TEST(cluster->client(m1).command({"SISMEMBER", tagged.members(r1), "bob"}).integer == 0);
     BOOST_TEST(alice.count("user:left", "bob") == 1u);
+
+    // The last member on `b` leaves and joins again at once (a page reload):
+    // `b` unsubscribes the room and subscribes it again on the same master.
+    dan.send({{"type", "leave"}, {"roomId", r2}});
+    dan.send(instance_fixture::join_msg(r2, "dan"));
+    BOOST_REQUIRE(run_until(io, [&] { return dan.count("join:ack") == 2; }));
+    BOOST_TEST(users_of(dan.of("join:ack").back()) == std::vector<std::string>{"carol"});
+    a.transport().advance(100ms);
+    carol.send(move_msg(r2, 0.5));
+    BOOST_REQUIRE(run_until(io, [&] { return dan.count("cursor:updated", "carol") == 1; }));
+    BOOST_TEST(shard_subscribers(m2, r2) == 2);
 }
 
 BOOST_AUTO_TEST_CASE(capacity_holds_across_instances) {

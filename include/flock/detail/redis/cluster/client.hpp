@@ -183,7 +183,10 @@ public:
         if (it == channels_.end()) return;
         if (auto n = nodes_.find(it->second.at); n != nodes_.end()) {
             n->second.sub_channels.erase(channel);
-            if (n->second.sub_open) n->second.sub->send({"SUNSUBSCRIBE", channel});
+            if (n->second.sub_open) {
+                n->second.sub->send({"SUNSUBSCRIBE", channel});
+                ++n->second.unsubscribing[channel];
+            }
         }
         channels_.erase(it);
     }
@@ -281,6 +284,7 @@ private:
         std::shared_ptr<connection> sub;  ///< subscriber (push mode)
         bool sub_open = false;
         std::set<std::string> sub_channels;  ///< channels this node's subscriber holds
+        std::map<std::string, int> unsubscribing;  ///< our SUNSUBSCRIBEs not confirmed yet, per channel
         bool expired_requested = false;
         clock::time_point failed_at{};  ///< last connection failure: map sources order, reconnect backoff
         int failures = 0;               ///< connection failures in a row (logged once)
@@ -662,7 +666,10 @@ private:
             if (st.at == name) continue;
             if (auto old = nodes_.find(st.at); old != nodes_.end()) {
                 old->second.sub_channels.erase(ch);
-                if (old->second.sub_open) old->second.sub->send({"SUNSUBSCRIBE", ch});
+                if (old->second.sub_open) {
+                    old->second.sub->send({"SUNSUBSCRIBE", ch});
+                    ++old->second.unsubscribing[ch];
+                }
             }
             st.at = name;
             st.confirmed = false;
@@ -720,6 +727,7 @@ private:
         n.sub.reset();
         n.sub_open = false;
         n.expired_requested = false;
+        n.unsubscribing.clear();
         for (auto const& ch : n.sub_channels)
             if (auto it = channels_.find(ch); it != channels_.end()) it->second = channel_state{};
         n.sub_channels.clear();
@@ -785,6 +793,12 @@ private:
             auto at = n.addr;
             if (on_subscribed_) on_subscribed_(channel, at);
         } else if (kind == "sunsubscribe") {
+            // The confirmation of our own SUNSUBSCRIBE (the channel may have
+            // been subscribed again since, on this same node): nothing moved.
+            if (auto u = n.unsubscribing.find(channel); u != n.unsubscribing.end()) {
+                if (--u->second == 0) n.unsubscribing.erase(u);
+                return;
+            }
             auto st = channels_.find(channel);
             if (st == channels_.end() || st->second.at != name) return;  // ours, after a move
             // Redis dropped it by itself: its slot moved to another master.
