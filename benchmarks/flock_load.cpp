@@ -371,6 +371,7 @@ bj::object make_result(options const& o, worker_stats const& s,
           {"unexpected_sender", s.unexpected_sender},
           {"unparsed", s.unparsed}}},
         {"latency_ms", percentiles_ms(s.latency)},
+        {"latency_ms_cross_instance", percentiles_ms(s.latency_cross)},
         {"heartbeats", {{"sent", s.heartbeats_sent}, {"acked", hb_acks}}},
         {"close_codes", to_object(s.close_codes)},
         {"errors", to_object(s.errors)},
@@ -379,6 +380,30 @@ bj::object make_result(options const& o, worker_stats const& s,
           {"cpu_cores", rounded(cpu_cores, 3)},
           {"cpu_per_thread", rounded(cpu_cores / o.threads, 3)}}},
         {"servers", servers}};
+}
+
+std::uint64_t cross_count(bj::object const& r) {
+    return r.at("latency_ms_cross_instance").at("count").to_number<std::uint64_t>();
+}
+
+/// --gaps-file: per checked receiver with peers on another URL, its longest
+/// silence between two cross-instance moves read in the window.
+bool write_gaps(std::string const& path, std::vector<std::unique_ptr<worker>> const& workers,
+                snapshot const& start, std::int64_t window_end_us) {
+    std::ofstream f(path);
+    f << "receiver,start_unix_ms,end_unix_ms,end_sent_unix_ms\n";
+    auto unix_ms = [&](std::int64_t us) {
+        return us < 0 ? std::string() : std::to_string(start.unix_ms + (us - start.at_us) / 1000);
+    };
+    for (auto const& w : workers)
+        for (auto const& c : w->connections()) {
+            if (!c->checked() || c->room_members() < 2) continue;
+            auto const g = c->longest_cross_gap(window_end_us);
+            if (g.start_us < 0) continue;  // no cross-instance move read in the window
+            f << c->id() << ',' << unix_ms(g.start_us) << ',' << unix_ms(g.end_us) << ','
+              << unix_ms(g.end_sent_us) << '\n';
+        }
+    return static_cast<bool>(f);
 }
 
 std::string markdown_summary(bj::object const& r) {
@@ -408,6 +433,11 @@ std::string markdown_summary(bj::object const& r) {
     row("latency p50 / p90 / p99 / p99.9 / max", num(l.at("p50")) + " / " + num(l.at("p90")) + " / " +
                                                      num(l.at("p99")) + " / " + num(l.at("p99_9")) + " / " +
                                                      num(l.at("max")) + " ms");
+    if (cross_count(r) > 0) {
+        auto const& x = r.at("latency_ms_cross_instance").as_object();
+        row("cross-instance latency p50 / p99 / max",
+            num(x.at("p50")) + " / " + num(x.at("p99")) + " / " + num(x.at("max")) + " ms");
+    }
     row("join time p50 / p99 / max", num(j.at("p50")) + " / " + num(j.at("p99")) + " / " + num(j.at("max")) + " ms");
     row("close codes received", num(r.at("close_codes")));
     row("generator CPU", num(g.at("cpu_cores")) + " cores over " + num(g.at("threads")) + " threads");
@@ -479,6 +509,10 @@ int main(int argc, char** argv) {
     std::string json;
     write_json(json, result);
     std::cout << json << '\n';
+    if (!o.gaps_file.empty() && !write_gaps(o.gaps_file, workers, sup.window_start, control.window_end_us.load())) {
+        std::fprintf(stderr, "flock-load: cannot write %s\n", o.gaps_file.c_str());
+        return 1;
+    }
     if (!o.markdown.empty()) {
         std::ofstream md(o.markdown);
         md << markdown_summary(result);

@@ -132,6 +132,18 @@ public:
     std::uint64_t delivered_from(std::uint32_t slot) const { return peers_[slot].delivered_in_window; }
     std::uint32_t room_members() const { return members_; }
 
+    /// The longest silence between two cross-instance moves read in the
+    /// window (end_us = -1: none came after the last one before `window_end_us`).
+    struct silence {
+        std::int64_t start_us = -1, end_us = -1, end_sent_us = -1;
+        std::int64_t length_us() const { return start_us < 0 ? 0 : end_us - start_us; }
+    };
+    silence longest_cross_gap(std::int64_t window_end_us) const {
+        if (last_cross_us_ >= 0 && window_end_us - last_cross_us_ > cross_gap_.length_us())
+            return {last_cross_us_, -1, -1};
+        return cross_gap_;
+    }
+
 private:
     enum class state : std::uint8_t { idle, connecting, upgrading, joining, joined, closed };
 
@@ -355,6 +367,10 @@ private:
         auto& peer = peers_[sender - room_base_];
         std::uint64_t gap = 0;
         auto const verdict = peer.observe(static_cast<std::uint64_t>(m.x), gap);
+        auto const& targets = ctx_.cfg.targets;
+        bool const cross = targets.size() > 1 && sender % targets.size() != id_ % targets.size();
+        if (cross && ctx_.read_in_window && verdict != sequence_tracker::verdict::duplicate)
+            note_cross_delivery(ctx_.read_time_us, sent_us);
         if (!ctx_.cfg.control.in_window(sent_us)) return;
         if (verdict == sequence_tracker::verdict::duplicate) {
             ++s.duplicates;
@@ -364,6 +380,18 @@ private:
         s.gaps += gap;
         ++peer.delivered_in_window;
         s.latency.record(latency);
+        if (cross) s.latency_cross.record(latency);
+    }
+
+    /// A cross-instance move read in the window: keeps the longest silence
+    /// between two of them (--gaps-file).
+    void note_cross_delivery(std::int64_t read_us, std::int64_t sent_us) {
+        if (last_cross_us_ >= 0 && read_us - last_cross_us_ > cross_gap_.length_us()) {
+            cross_gap_.start_us = last_cross_us_;
+            cross_gap_.end_us = read_us;
+            cross_gap_.end_sent_us = sent_us;
+        }
+        last_cross_us_ = read_us;
     }
 
     // ------------------------------------------------------------ writing
@@ -464,6 +492,8 @@ private:
     std::int64_t next_heartbeat_us_ = 0;
     std::uint64_t seq_ = 0;
     std::uint64_t moves_in_window_ = 0;
+    std::int64_t last_cross_us_ = -1;  ///< read time of the last cross-instance move in the window
+    silence cross_gap_;
     std::vector<sequence_tracker> peers_;  ///< by room slot; checked connections only
     std::unique_ptr<codec_session> session_;  ///< checked connections, when the codec keeps one
 };

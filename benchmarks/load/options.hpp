@@ -53,6 +53,14 @@ result on stdout. A cursor:move carries x = sequence number, y = send time in
                          on all)                                  [1]
   --codec json|binary    wire encoding (binary: subprotocol flock.binary.v2) [json]
   --markdown FILE        also write a Markdown summary to FILE
+  --gaps-file FILE       with several --url: write, per checked receiver that
+                         has room peers on another URL, the longest silence
+                         between two of their moves read in the window, as
+                         CSV: receiver,start_unix_ms,end_unix_ms,end_sent_unix_ms
+                         (the reads around the silence, and when the move that
+                         ended it was sent; end empty: none came before the
+                         window closed). Cross-instance latency is reported
+                         apart (latency_ms_cross_instance) either way
   --label TEXT           a name for this run, copied into the results
   --server-pid PID       also report this process's CPU and RSS over the window
                          (repeatable)
@@ -82,6 +90,7 @@ struct options {
     double sample = 1;
     std::string codec = "json";
     std::string markdown;
+    std::string gaps_file;
     std::string label;
     std::vector<int> server_pids;
     std::string on_window;
@@ -159,6 +168,7 @@ inline options parse_options(int argc, char** argv) {
         else if (arg == "--sample") o.sample = number<double>(arg, next());
         else if (arg == "--codec") o.codec = next();
         else if (arg == "--markdown") o.markdown = next();
+        else if (arg == "--gaps-file") o.gaps_file = next();
         else if (arg == "--label") o.label = next();
         else if (arg == "--server-pid") o.server_pids.push_back(number<int>(arg, next()));
         else if (arg == "--on-window") o.on_window = next();

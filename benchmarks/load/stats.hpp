@@ -99,6 +99,7 @@ struct worker_stats {
     std::uint64_t unparsed = 0;  ///< cursor:updated whose probe fields could not be read
 
     histogram latency;       ///< one-way, messages sent in the window
+    histogram latency_cross; ///< the same, sender on another --url than the receiver
     histogram join_time;     ///< join sent -> join:ack
     std::map<std::string, std::uint64_t> failures;     ///< never joined: reason -> connections
     std::map<std::string, std::uint64_t> disconnects;  ///< lost after joining: reason -> connections
@@ -124,6 +125,7 @@ struct worker_stats {
         unexpected_sender += o.unexpected_sender;
         unparsed += o.unparsed;
         latency.merge(o.latency);
+        latency_cross.merge(o.latency_cross);
         join_time.merge(o.join_time);
         for (auto const& [k, v] : o.failures) failures[k] += v;
         for (auto const& [k, v] : o.disconnects) disconnects[k] += v;
