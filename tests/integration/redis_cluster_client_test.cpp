@@ -2,7 +2,7 @@
 // against a real local cluster of 3 masters and 3 replicas started by the
 // fixture (redis_cluster_fixture.hpp): routing, MOVED/ASK during a slot
 // migration, sharded pub/sub across masters, per-master expiry events, and a
-// master killed with SIGKILL. The broker does not use this client yet.
+// master killed with SIGKILL. The broker on it: redis_cluster_broker_test.cpp.
 #include <boost/test/unit_test.hpp>
 
 #include <flock/detail/redis/cluster/client.hpp>

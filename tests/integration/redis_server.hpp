@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <cstdint>
 #include <cstdlib>
@@ -230,7 +231,11 @@ private:
                                       "--loglevel",
                                       "warning",
                                       "--logfile",
-                                      "/dev/null"};
+                                      "/dev/null",
+                                      // A replica's full sync writes dump.rdb even
+                                      // with --save '': not into the working directory.
+                                      "--dir",
+                                      std::filesystem::temp_directory_path().string()};
         if (tls_) args.insert(args.end(), {"--port", "0"});
         args.insert(args.end(), extra_.begin(), extra_.end());
         std::vector<char*> argv;
