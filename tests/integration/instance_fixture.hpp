@@ -13,13 +13,16 @@
 #include "redis_server.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -97,6 +100,49 @@ inline std::vector<std::string> users_of(json::object const& ack) {
     for (auto const& u : ack.at("users").as_array()) ids.emplace_back(u.at("userId").as_string());
     std::sort(ids.begin(), ids.end());
     return ids;
+}
+
+/// A member moving her cursor every 20 ms (50 Hz, under the rate limit)
+/// until stop(): move n is at x = n / 100000, so a receiver can tell which
+/// moves it got, and in what order.
+struct moving_member {
+    node& n;
+    tab& t;
+    std::string room;
+    int sent = 0;
+    asio::steady_timer timer;
+
+    moving_member(asio::io_context& io, node& on, tab& who, std::string r)
+        : n(on), t(who), room(std::move(r)), timer(io) {}
+    void start() {
+        n.transport().advance(std::chrono::milliseconds(20));  // the core's clock (its rate limit) follows
+        ++sent;
+        t.send({{"type", "cursor:move"}, {"roomId", room}, {"position", {{"x", sent / 100000.0}, {"y", 0.5}}}});
+        timer.expires_after(std::chrono::milliseconds(20));
+        timer.async_wait([this](boost::system::error_code ec) {
+            if (!ec) start();
+        });
+    }
+    void stop() { timer.cancel(); }
+};
+
+/// When `receiver` first got one of `user`'s moves made after her n-th (see moving_member).
+inline std::optional<std::chrono::steady_clock::time_point> first_move_after(tab& receiver, std::string_view user,
+                                                                            int n) {
+    receiver.pull();
+    for (auto const& [t, m] : receiver.inbox)
+        if (m.at("type").as_string() == "cursor:updated" && m.at("userId").as_string() == user &&
+            m.at("position").at("x").to_number<double>() * 100000.0 > n + 0.5)
+            return t;
+    return std::nullopt;
+}
+
+/// The sequence numbers of `user`'s moves (see moving_member) that `receiver` got, in order.
+inline std::vector<int> moves_seen(tab& receiver, std::string_view user) {
+    std::vector<int> seen;
+    for (auto const& m : receiver.of("cursor:updated", user))
+        seen.push_back(static_cast<int>(m.at("position").at("x").to_number<double>() * 100000.0 + 0.5));
+    return seen;
 }
 
 }  // namespace instance_fixture

@@ -48,20 +48,9 @@ using instance_fixture::users_of;
 using redis_fixture::run_until;
 using server_type = instance_fixture::server_type;
 
-/// The cluster of this file (the last test kills one of its masters).
-local_cluster* shared_cluster(std::string_view test) {
-    static std::unique_ptr<local_cluster> c;
-    static std::string error;
-    if (!c && error.empty()) {
-        try {
-            c = local_cluster::start();
-        } catch (std::exception const& e) {
-            error = e.what();
-        }
-    }
-    if (!c) flk_test::prerequisite(false, test, "cannot start a local Redis Cluster: " + error);
-    return c.get();
-}
+/// The cluster of this file (its last test kills one of its masters).
+struct broker_tests {};
+local_cluster* shared_cluster(std::string_view test) { return cluster_fixture::shared_cluster<broker_tests>(test); }
 
 /// One flock instance on the cluster; FLOCK_TEST_CLUSTER_LOG=1 shows its log.
 struct node : instance_fixture::node {
@@ -276,43 +265,21 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     join(io, alice, room, "alice");
     join(io, bob, room, "bob");
 
-    // Traffic: alice moves every 20 ms (50 Hz, under the rate limit); move n is at x = n / 100000.
-    int sent = 0;
-    asio::steady_timer mover(io);
-    std::function<void()> move = [&] {
-        a.transport().advance(20ms);
-        ++sent;
-        alice.send(move_msg(room, sent / 100000.0));
-        mover.expires_after(20ms);
-        mover.async_wait([&](boost::system::error_code ec) {
-            if (!ec) move();
-        });
-    };
-    move();
+    instance_fixture::moving_member mover(io, a, alice, room);
+    mover.start();
     BOOST_REQUIRE(run_until(io, [&] { return bob.count("cursor:updated", "alice") >= 5; }));
 
     auto const killed_at = std::chrono::steady_clock::now();
-    int const sent_at_kill = sent;
+    int const sent_at_kill = mover.sent;
     cluster->kill(victim);
 
-    // When bob first got one of alice's moves made after her n-th.
-    auto after = [&](int n) {
-        std::optional<std::chrono::steady_clock::time_point> first;
-        bob.pull();
-        for (auto const& [t, m] : bob.inbox)
-            if (m.at("type").as_string() == "cursor:updated" && m.at("userId").as_string() == "alice" &&
-                m.at("position").at("x").to_number<double>() * 100000.0 > n + 0.5) {
-                first = t;
-                break;
-            }
-        return first;
-    };
+    auto after = [&](int n) { return instance_fixture::first_move_after(bob, "alice", n); };
     BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return after(sent_at_kill).has_value(); }, 20s),
                           "no cross-instance cursor move within 20 s of the master's death");
     auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(*after(sent_at_kill) - killed_at);
     std::cerr << "redis_cluster_broker: failover gap (master SIGKILL -> first cross-instance move delivered): "
               << gap.count() << " ms\n";
-    mover.cancel();
+    mover.stop();
     int const promoted = cluster->master_port(slot_of(room));
     BOOST_TEST(promoted != victim);
     BOOST_TEST(a.connected());
@@ -336,13 +303,11 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     // Nothing delivered twice, never echoed. A move refused while the slot
     // had no master (CLUSTERDOWN) and retried may be overtaken by one sent
     // after it: counted, not asserted (cluster/client.hpp).
-    std::vector<int> seen;
-    for (auto const& m : bob.of("cursor:updated", "alice"))
-        seen.push_back(static_cast<int>(m.at("position").at("x").to_number<double>() * 100000.0 + 0.5));
+    auto const seen = instance_fixture::moves_seen(bob, "alice");
     BOOST_TEST(std::set<int>(seen.begin(), seen.end()).size() == seen.size());
     int overtaken = 0;
     for (std::size_t i = 1; i < seen.size(); ++i) overtaken += seen[i] < seen[i - 1];
-    std::cerr << "  " << seen.size() << " of " << sent << " moves delivered, none twice, " << overtaken
+    std::cerr << "  " << seen.size() << " of " << mover.sent << " moves delivered, none twice, " << overtaken
               << " out of order\n";
     BOOST_TEST(alice.count("cursor:updated", "alice") == 0u);
 }

@@ -32,21 +32,9 @@ using redis_fixture::run_until;
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-/// The cluster most tests share (started on first use); null when it cannot
-/// start (then the test fails under FLOCK_TEST_STRICT, or is skipped).
-local_cluster* shared_cluster(std::string_view test) {
-    static std::unique_ptr<local_cluster> c;
-    static std::string error;
-    if (!c && error.empty()) {
-        try {
-            c = local_cluster::start();
-        } catch (std::exception const& e) {
-            error = e.what();
-        }
-    }
-    if (!c) flk_test::prerequisite(false, test, "cannot start a local Redis Cluster: " + error);
-    return c.get();
-}
+/// The cluster most tests share (the failover test starts its own).
+struct client_tests {};
+local_cluster* shared_cluster(std::string_view test) { return cluster_fixture::shared_cluster<client_tests>(test); }
 
 std::shared_ptr<cl::client> make_client(asio::io_context& io, std::string const& url) {
     auto u = flk::detail::redis::parse_url(url);

@@ -210,4 +210,22 @@ private:
     std::vector<node> nodes_;
 };
 
+/// A cluster started on first use and kept for the rest of the run, one per
+/// `Tag` (a file whose last test kills a master has its own); null when it
+/// cannot start (then the test fails under FLOCK_TEST_STRICT, or is skipped).
+template <class Tag>
+local_cluster* shared_cluster(std::string_view test) {
+    static std::unique_ptr<local_cluster> c;
+    static std::string error;
+    if (!c && error.empty()) {
+        try {
+            c = local_cluster::start();
+        } catch (std::exception const& e) {
+            error = e.what();
+        }
+    }
+    if (!c) flk_test::prerequisite(false, test, "cannot start a local Redis Cluster: " + error);
+    return c.get();
+}
+
 }  // namespace cluster_fixture

@@ -178,19 +178,10 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     // The instances write to the master the sentinels named.
     BOOST_TEST(setup->master->client().command({"SISMEMBER", "flock:room:" + room + ":members", "bob"}).integer == 1);
 
-    // Traffic: alice moves every 20 ms (50 Hz, under the rate limit); move n is at x = n / 100000.
-    int sent = 0;
-    asio::steady_timer mover(io);
-    std::function<void()> move = [&] {
-        a.transport().advance(20ms);  // the core's clock (its rate limit) follows
-        ++sent;
-        alice.send({{"type", "cursor:move"}, {"roomId", room}, {"position", {{"x", sent / 100000.0}, {"y", 0.5}}}});
-        mover.expires_after(20ms);
-        mover.async_wait([&](boost::system::error_code ec) {
-            if (!ec) move();
-        });
-    };
-    move();
+    // Traffic: alice moves at 50 Hz.
+    instance_fixture::moving_member mover(io, a, alice, room);
+    int const& sent = mover.sent;
+    mover.start();
     BOOST_REQUIRE(run_until(io, [&] { return bob.count("cursor:updated", "alice") >= 5; }));
 
     // The replica misses the room's member set, as a replica that was behind
@@ -202,25 +193,14 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     setup->master->kill();
 
     // Cross-instance moves flow again: a move alice made after the master died reaches bob.
-    // When bob first got one of alice's moves made after her n-th.
-    auto after = [&](int n) {
-        std::optional<std::chrono::steady_clock::time_point> first;
-        bob.pull();
-        for (auto const& [t, m] : bob.inbox)
-            if (m.at("type").as_string() == "cursor:updated" && m.at("userId").as_string() == "alice" &&
-                m.at("position").at("x").to_number<double>() * 100000.0 > n + 0.5) {
-                first = t;
-                break;
-            }
-        return first;
-    };
+    auto after = [&](int n) { return instance_fixture::first_move_after(bob, "alice", n); };
     BOOST_REQUIRE_MESSAGE(run_until(io, [&] { return after(sent_at_kill).has_value(); }, 20000ms),
                           "no cross-instance cursor move within 20 s of the master's death");
     auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(*after(sent_at_kill) - killed_at);
     std::cerr << "redis_sentinel: failover gap (master SIGKILL -> first cross-instance move delivered): "
               << gap.count() << " ms\n";
     BOOST_TEST_MESSAGE("failover gap: " << gap.count() << " ms");
-    mover.cancel();
+    mover.stop();
     BOOST_TEST(a.connected());
     BOOST_TEST(b.connected());
 
@@ -249,9 +229,7 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     BOOST_TEST(bob.count("user:left") == 0u);
 
     // Nothing delivered twice, and in order.
-    std::vector<int> seen;
-    for (auto const& m : bob.of("cursor:updated", "alice"))
-        seen.push_back(static_cast<int>(m.at("position").at("x").to_number<double>() * 100000.0 + 0.5));
+    auto seen = instance_fixture::moves_seen(bob, "alice");
     bool increasing = std::adjacent_find(seen.begin(), seen.end(), [](int x, int y) { return y <= x; }) == seen.end();
     BOOST_TEST(increasing);
     BOOST_TEST(alice.count("cursor:updated", "alice") == 0u);
@@ -270,7 +248,7 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     };
     sentinel_setup::wait_for("the old master to be a synced replica", [&] { return role_of_old() != "syncing"; });
     int const resumed_from = sent;
-    move();
+    mover.start();
     BOOST_REQUIRE(run_until(io, [&] { return after(resumed_from).has_value(); }));
     int const sent_at_failover = sent;
     auto const failover_at = std::chrono::steady_clock::now();
@@ -300,7 +278,7 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
     // A move after the instances moved still crosses over.
     int const sent_when_moved = sent;
     BOOST_REQUIRE(run_until(io, [&] { return after(sent_when_moved).has_value(); }));
-    mover.cancel();
+    mover.stop();
     // What bob saw of it: the longest pause between two of alice's moves, and how many were lost.
     std::chrono::steady_clock::duration pause{};
     std::optional<std::chrono::steady_clock::time_point> previous;
@@ -317,9 +295,7 @@ BOOST_AUTO_TEST_CASE(master_killed_under_traffic_fails_over) {
               << std::chrono::duration_cast<std::chrono::milliseconds>(pause).count() << " ms, "
               << (sent - sent_at_failover - received) << " of " << (sent - sent_at_failover) << " moves lost\n";
     BOOST_TEST(setup->master->client().command({"ROLE"}).elements.at(0).str == "master");
-    seen.clear();
-    for (auto const& m : bob.of("cursor:updated", "alice"))
-        seen.push_back(static_cast<int>(m.at("position").at("x").to_number<double>() * 100000.0 + 0.5));
+    seen = instance_fixture::moves_seen(bob, "alice");
     increasing = std::adjacent_find(seen.begin(), seen.end(), [](int x, int y) { return y <= x; }) == seen.end();
     BOOST_TEST(increasing);
     BOOST_TEST(alice.count("user:left") + bob.count("user:left") + carol.count("user:left") == 0u);
