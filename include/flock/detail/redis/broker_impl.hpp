@@ -194,6 +194,7 @@ public:
         auto w = weak_from_this();
         if (cluster_) {
             drain_cluster(rooms);
+            if (stopped_) return;  // nothing to drain: stopped already
         } else {
             sub_->send({"UNSUBSCRIBE"});
             cmd_->send({"PING"}, [w](reply&&) {
