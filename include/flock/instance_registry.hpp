@@ -149,11 +149,11 @@ public:
             });
             // Both answered (on a cluster, two masters may hold them).
             auto left = std::make_shared<int>(2);
-            auto done = [self, left](detail::redis::reply&&) {
+            auto answered = [self, left](detail::redis::reply&&) {
                 if (--*left == 0) self->closed();
             };
-            self->command(self->key_, {"DEL", self->key_}, done);
-            self->command(detail::instances_index_key, {"SREM", detail::instances_index_key, self->id_}, done);
+            self->command(self->key_, {"DEL", self->key_}, answered);
+            self->command(detail::instances_index_key, {"SREM", detail::instances_index_key, self->id_}, answered);
         });
     }
 
