@@ -606,7 +606,8 @@ std::string room_where(cluster_fixture::local_cluster const& c, std::string cons
     }
 }
 
-std::string room_row(std::string const& page, std::string const& room) {
+// The room list's row of `room`, or "" when it is not listed.
+std::string room_listing(std::string const& page, std::string const& room) {
     auto p = page.find("data-room=\"" + room + "\"");
     if (p == std::string::npos) return {};
     return page.substr(p, page.find("</tr>", p) - p);
@@ -641,7 +642,7 @@ BOOST_AUTO_TEST_CASE(rooms_members_and_instances_of_every_master_are_listed_and_
     b.sign_in();
     auto page = b.get().body;
     BOOST_TEST(page.find("whole cluster") != std::string::npos);
-    auto const row1 = room_row(page, r1), row2 = room_row(page, r2);
+    auto const row1 = room_listing(page, r1), row2 = room_listing(page, r2);
     BOOST_TEST(row1.find("Xena") != std::string::npos);
     BOOST_TEST(row1.find("on this process") != std::string::npos);
     BOOST_TEST(row1.find("Yann") != std::string::npos);
@@ -662,7 +663,7 @@ BOOST_AUTO_TEST_CASE(rooms_members_and_instances_of_every_master_are_listed_and_
     BOOST_TEST(z->got_nothing_for(200ms));
     bool gone = false;  // two removes y's presence once its socket is gone (bounded poll)
     for (int i = 0; i < 50 && !gone; ++i) {
-        gone = room_row(b.get().body, r1).empty();
+        gone = room_listing(b.get().body, r1).empty();
         if (!gone) std::this_thread::sleep_for(20ms);
     }
     BOOST_TEST(gone);
