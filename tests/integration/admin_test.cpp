@@ -575,18 +575,9 @@ BOOST_AUTO_TEST_SUITE_END()
 
 /// The cluster of this suite, started once (a few seconds); the last test
 /// kills one of its masters.
+struct admin_cluster_tag {};
 cluster_fixture::local_cluster* admin_cluster(std::string_view test) {
-    static std::unique_ptr<cluster_fixture::local_cluster> c;
-    static std::string error;
-    if (!c && error.empty()) {
-        try {
-            c = cluster_fixture::local_cluster::start();
-        } catch (std::exception const& e) {
-            error = e.what();
-        }
-    }
-    if (!c) flk_test::prerequisite(false, test, "cannot start a local Redis Cluster: " + error);
-    return c.get();
+    return cluster_fixture::shared_cluster<admin_cluster_tag>(test);
 }
 
 flk::detail::redis::key_schema const tagged(true);
