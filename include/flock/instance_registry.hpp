@@ -13,8 +13,12 @@
 // version, when the process started, its shards' instanceIds and figures and
 // the round trip of the previous refresh's SET. stop() deletes it (DEL and
 // SREM); a process that dies without stop() leaves it to expire within the
-// TTL, and a reader then SREMs its id from the index. It runs whether or not
-// the admin is enabled, on the executor given (one thread, no locks):
+// TTL, and a reader then SREMs its id from the index. On a Redis Cluster
+// (the URL's node answers CLUSTER INFO, as the brokers detect it) the same
+// commands go through a cluster client, each to the master of its key's slot
+// (the record and the index are in different slots: two writes, not one).
+// It runs whether or not the admin is enabled, on the executor given (one
+// thread, no locks):
 //
 //     auto registry = std::make_shared<flk::instance_registry>(io.get_executor(), opts);  // opts.redis_url set
 //     registry->attach(flk::admin_backend_of(server), flk::instance_name(opts, server.port()));
@@ -26,6 +30,7 @@
 #include <flock/broker/redis_settings.hpp>
 #include <flock/detail/admin_security.hpp>
 #include <flock/detail/instance_record.hpp>
+#include <flock/detail/redis/cluster/client.hpp>
 #include <flock/detail/redis/connection.hpp>
 #include <flock/detail/redis/url.hpp>
 #include <flock/log.hpp>
@@ -44,6 +49,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -136,15 +142,18 @@ public:
             self->timer_.cancel();
             self->retry_.cancel();
             self->waiters_.clear();
-            if (!self->cmd_ || !self->up_) return self->closed();
+            if (!self->up_) return self->closed();
             self->stop_timer_.expires_after(self->ropts_.stop_timeout);
             self->stop_timer_.async_wait([self](boost::system::error_code ec) {
                 if (!ec) self->closed();
             });
-            self->cmd_->send({"DEL", self->key_});
-            self->cmd_->send({"SREM", detail::instances_index_key, self->id_}, [self](detail::redis::reply&&) {
-                self->closed();
-            });
+            // Both answered (on a cluster, two masters may hold them).
+            auto left = std::make_shared<int>(2);
+            auto answered = [self, left](detail::redis::reply&&) {
+                if (--*left == 0) self->closed();
+            };
+            self->command(self->key_, {"DEL", self->key_}, answered);
+            self->command(detail::instances_index_key, {"SREM", detail::instances_index_key, self->id_}, answered);
         });
     }
 
@@ -172,31 +181,82 @@ private:
     void closed() {
         stop_timer_.cancel();
         if (cmd_) cmd_->close();
+        if (cluster_) cluster_->close();
         up_ = false;
         if (auto d = std::exchange(stop_done_, nullptr)) d();
     }
 
-    void connect() {
-        if (stopped_) return;
+    detail::redis::connection_config config() const {
         detail::redis::connection_config cfg;
         cfg.connect_timeout = settings_.connect_timeout;
         cfg.reply_timeout = settings_.reply_timeout;
         cfg.ping_interval = settings_.ping_interval;
         cfg.client_name = "flock-registry";
+        return cfg;
+    }
+
+    /// A command about `key`: on the connection, or on a cluster to the
+    /// master of the key's slot.
+    void command(std::string_view key, std::initializer_list<std::string_view> args,
+                 detail::redis::connection::reply_handler h = {}) {
+        std::span<std::string_view const> a(args.begin(), args.size());
+        if (cluster_) return cluster_->send(key, a, std::move(h));
+        if (cmd_) return cmd_->send(a, std::move(h));
+        if (h) boost::asio::post(ex_, [h = std::move(h)] { h(detail::redis::reply::io_failure("not connected to redis")); });
+    }
+
+    void connect() {
+        if (stopped_) return;
+        if (cluster_mode_) return start_cluster();
         cmd_ = std::make_shared<detail::redis::connection>(ex_, tls_.get());
         up_ = false;
-        cmd_->async_connect(url_, cfg, [w = weak_from_this(), c = cmd_](std::string const& err) {
+        cmd_->async_connect(url_, config(), [w = weak_from_this(), c = cmd_](std::string const& err) {
             auto self = w.lock();
             if (!self || c != self->cmd_ || self->stopped_) return;
             if (!err.empty()) return self->lost(err);
-            c->on_close([w](std::string const& why) {
-                if (auto s = w.lock()) s->lost(why);
+            c->on_close([w, c = c.get()](std::string const& why) {
+                if (auto s = w.lock(); s && s->cmd_.get() == c) s->lost(why);
             });
-            self->up_ = true;
-            if (!self->error_.empty()) self->log_.info("registry: redis reachable again");
-            self->error_.clear();
-            self->tick();  // at once: a (re)connected process is listed without waiting a period
+            if (self->detected_ || self->url_.sentinel()) return self->connected();
+            // The first connection asks whether its node belongs to a Redis
+            // Cluster, as the brokers do.
+            c->send({"CLUSTER", "INFO"}, [w, c](detail::redis::reply&& r) {
+                auto self = w.lock();
+                if (!self || c != self->cmd_ || self->stopped_) return;
+                if (r.type == detail::redis::reply::kind::io_error) return self->lost(r.str);
+                self->detected_ = true;
+                if (r.is_error()) return self->connected();  // not a cluster
+                self->cluster_mode_ = true;
+                c->close();
+                boost::asio::post(self->ex_, [old = std::move(self->cmd_)] {});
+                self->start_cluster();
+            });
         });
+    }
+
+    void start_cluster() {
+        detail::redis::cluster::client_config cfg;
+        cfg.connection = config();
+        auto c = std::make_shared<detail::redis::cluster::client>(ex_, tls_.get(), url_, std::move(cfg));
+        cluster_ = c;
+        up_ = false;
+        c->async_start([w = weak_from_this(), c](std::string const& err, bool is_cluster) {
+            auto self = w.lock();
+            if (!self || c != self->cluster_ || self->stopped_) return;
+            if (!err.empty()) return self->lost(err);
+            if (!is_cluster) {  // the node left its cluster meanwhile: start over
+                self->cluster_mode_ = self->detected_ = false;
+                return self->lost("the node is not a cluster node any more");
+            }
+            self->connected();
+        });
+    }
+
+    void connected() {
+        up_ = true;
+        if (!error_.empty()) log_.info("registry: redis reachable again");
+        error_.clear();
+        tick();  // at once: a (re)connected process is listed without waiting a period
     }
 
     void lost(std::string const& why) {
@@ -206,6 +266,11 @@ private:
         up_ = false;
         timer_.cancel();
         if (cmd_) cmd_->close();
+        if (cluster_) {
+            cluster_->close();
+            boost::asio::post(ex_, [old = std::move(cluster_)] {});
+            cluster_ = nullptr;
+        }
         retry_.expires_after(std::chrono::seconds(1));
         retry_.async_wait([w = weak_from_this()](boost::system::error_code ec) {
             if (ec) return;
@@ -275,7 +340,7 @@ private:
         auto const json = detail::to_json(rec);
         auto const ttl = std::to_string(ropts_.ttl.count());
         auto const t0 = std::chrono::steady_clock::now();
-        cmd_->send({"SET", key_, json, "PX", ttl},
+        command(key_, {"SET", key_, json, "PX", ttl},
                    [w = weak_from_this(), t0, n = g.number](detail::redis::reply&& r) {
                        auto self = w.lock();
                        if (!self || self->stopped_) return;
@@ -297,7 +362,7 @@ private:
                        });
                        for (auto& f : due) f();
                    });
-        cmd_->send({"SADD", detail::instances_index_key, id_});
+        command(detail::instances_index_key, {"SADD", detail::instances_index_key, id_});
     }
 
     boost::asio::any_io_executor ex_;
@@ -308,6 +373,8 @@ private:
     detail::redis::url url_;
     std::unique_ptr<boost::asio::ssl::context> tls_;
     std::shared_ptr<detail::redis::connection> cmd_;
+    std::shared_ptr<detail::redis::cluster::client> cluster_;  // on a Redis Cluster
+    bool detected_ = false, cluster_mode_ = false;             // CLUSTER INFO asked; its answer
     boost::asio::steady_timer timer_, retry_, stop_timer_;
     std::optional<admin_backend> backend_;
     std::int64_t started_at_ = 0;

@@ -1,11 +1,16 @@
 // The admin dashboard (flock/admin.hpp) over real sockets: a flk::sharded_server
 // with the admin's route, its admin on a thread of its own as in flock-server,
 // real WebSocket clients, and in Redis mode two instances on a real redis-server,
-// each with its flk::instance_registry (as flock-server runs one, admin or not).
+// each with its flk::instance_registry (as flock-server runs one, admin or not);
+// the last suite runs two instances on a local Redis Cluster (3 masters, 3
+// replicas: integration/redis_cluster_fixture.hpp).
 #include <flock/admin.hpp>
+#include <flock/detail/redis/cluster/slots.hpp>
+#include <flock/detail/redis/keys.hpp>
 #include <flock/flock.hpp>
 #include <flock/instance_registry.hpp>
 
+#include "integration/redis_cluster_fixture.hpp"
 #include "integration/redis_server.hpp"
 #include "integration/ws_client.hpp"
 #include "messages.hpp"
@@ -562,6 +567,144 @@ BOOST_AUTO_TEST_CASE(a_crashed_instance_leaves_the_list_when_its_record_expires_
     }
     BOOST_TEST(gone);
     BOOST_TEST(rc.command({"SISMEMBER", "flock:instances", b.registry->id()}).integer == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- on a Redis Cluster ------------------------------------------------------------
+
+/// The cluster of this suite, started once (a few seconds); the last test
+/// kills one of its masters.
+struct admin_cluster_tag {};
+cluster_fixture::local_cluster* admin_cluster(std::string_view test) {
+    return cluster_fixture::shared_cluster<admin_cluster_tag>(test);
+}
+
+flk::detail::redis::key_schema const tagged(true);
+
+/// The port of the master that holds `key`.
+int master_of_key(cluster_fixture::local_cluster const& c, std::string const& key) {
+    return c.master_port(flk::detail::redis::cluster::key_slot(key));
+}
+
+/// A fresh room id whose keys live on a master `want` accepts.
+template <class F>
+std::string room_where(cluster_fixture::local_cluster const& c, std::string const& prefix, F want) {
+    auto const tag = flk::detail::admin::random_token(4);
+    for (int i = 0;; ++i) {
+        auto room = prefix + tag + "-" + std::to_string(i);
+        if (want(master_of_key(c, tagged.members(room)))) return room;
+    }
+}
+
+// The room list's row of `room`, or "" when it is not listed.
+std::string room_listing(std::string const& page, std::string const& room) {
+    auto p = page.find("data-room=\"" + room + "\"");
+    if (p == std::string::npos) return {};
+    return page.substr(p, page.find("</tr>", p) - p);
+}
+
+BOOST_AUTO_TEST_SUITE(admin_on_a_redis_cluster)
+
+BOOST_AUTO_TEST_CASE(rooms_members_and_instances_of_every_master_are_listed_and_closes_reach_every_instance) {
+    auto* cluster = admin_cluster("admin_on_a_redis_cluster");
+    if (!cluster) return;
+    auto o = shard_opts(1);
+    o.redis_url = cluster->seed_url();
+    instance<flk::redis_scaled_server> one(admin_opts(), o);
+    auto two = std::make_unique<instance<flk::redis_scaled_server>>(admin_opts(), o);
+
+    // Rooms whose keys live on two different masters.
+    auto const r1 = room_where(*cluster, "adm-c1-", [](int) { return true; });
+    int const m1 = master_of_key(*cluster, tagged.members(r1));
+    auto const r2 = room_where(*cluster, "adm-c2-", [&](int port) { return port != m1; });
+    auto x = joined(one.port(), r1, "x", {{"name", "Xena"}});
+    auto y = joined(two->port(), r1, "y", {{"name", "Yann"}});
+    auto z = joined(two->port(), r2, "z", {{"name", "Zoe"}});
+    x->read_until_type("user:joined");  // y is in x's view: both are in Redis
+    two->published();                     // two's record counts y and z
+
+    // The instances' records and the index are in the cluster, each on the
+    // master of its slot.
+    auto const two_key = two->registry->key();
+    BOOST_TEST(cluster->client(master_of_key(*cluster, two_key)).exists(two_key));
+
+    browser b(one.port());
+    b.sign_in();
+    auto page = b.get().body;
+    BOOST_TEST(page.find("whole cluster") != std::string::npos);
+    auto const row1 = room_listing(page, r1), row2 = room_listing(page, r2);
+    BOOST_TEST(row1.find("Xena") != std::string::npos);
+    BOOST_TEST(row1.find("on this process") != std::string::npos);
+    BOOST_TEST(row1.find("Yann") != std::string::npos);
+    BOOST_TEST(row1.find("on instance " + two->name()) != std::string::npos);
+    BOOST_TEST(row2.find("Zoe") != std::string::npos);
+    BOOST_TEST(row2.find("on instance " + two->name()) != std::string::npos);
+    BOOST_TEST(count(page, "data-instance=") == 2u);
+    BOOST_TEST(instance_row(page, one.name()).find("(this process)") != std::string::npos);
+    BOOST_TEST(connections_cell(instance_row(page, two->name())) == "2");
+    BOOST_TEST(page.find("Listing cut short") == std::string::npos);
+    BOOST_TEST(page.find("SCAN failed") == std::string::npos);
+    BOOST_TEST(page.find("records failed") == std::string::npos);
+
+    // A close ordered at one reaches the member held by two.
+    BOOST_TEST(b.post("/api/admin/close-room", "roomId=" + r1 + "&csrf=" + b.csrf).status == 303);
+    expect_closed_by_admin(*x, "x, on this instance");
+    expect_closed_by_admin(*y, "y, on the other instance");
+    BOOST_TEST(z->got_nothing_for(200ms));
+    bool gone = false;  // two removes y's presence once its socket is gone (bounded poll)
+    for (int i = 0; i < 50 && !gone; ++i) {
+        gone = room_listing(b.get().body, r1).empty();
+        if (!gone) std::this_thread::sleep_for(20ms);
+    }
+    BOOST_TEST(gone);
+
+    // two stops gracefully: its record and its index entry go before it does.
+    auto const two_id = two->registry->id(), two_name = two->name();
+    auto stopping = std::async(std::launch::async, [&] { two.reset(); });
+    BOOST_TEST(z->wait_close() == std::optional<std::uint16_t>(1001));
+    stopping.get();
+    BOOST_TEST(!cluster->client(master_of_key(*cluster, two_key)).exists(two_key));
+    auto const index = std::string(flk::detail::instances_index_key);
+    BOOST_TEST(cluster->client(master_of_key(*cluster, index)).command({"SISMEMBER", index, two_id}).integer == 0);
+    page = b.get().body;
+    BOOST_TEST(instance_row(page, two_name).empty());
+    BOOST_TEST(!instance_row(page, one.name()).empty());
+}
+
+// Both admins subscribe to close orders on the URL's node. Killed, that
+// master's replica takes over its slots, and each admin subscribes again on
+// another master: orders from one instance reach the other again.
+BOOST_AUTO_TEST_CASE(close_orders_reach_every_instance_again_after_the_urls_node_dies) {
+    auto* cluster = admin_cluster("admin_on_a_redis_cluster");
+    if (!cluster) return;
+    int const seed = cluster->nodes().front().port;
+    BOOST_REQUIRE(cluster->role(seed) == "master");
+    auto o = shard_opts(1);
+    o.redis_url = cluster->seed_url();
+    instance<flk::redis_scaled_server> one(admin_opts(), o), two(admin_opts(), o);
+    browser b(two.port());
+    b.sign_in();
+    b.get();
+
+    cluster->kill(seed);
+    // A close ordered at two reaches one's member once both are subscribed
+    // again and the cluster serves every slot; nothing to await from here
+    // but that, so each try waits a moment for its member to be closed.
+    bool closed = false;
+    auto const deadline = std::chrono::steady_clock::now() + 20s;
+    for (int i = 0; !closed && std::chrono::steady_clock::now() < deadline; ++i) {
+        auto const room = room_where(*cluster, "adm-k" + std::to_string(i) + "-", [&](int port) { return port != seed && port > 0; });
+        std::unique_ptr<ws_client> m;
+        try {
+            m = joined(one.port(), room, "m");
+        } catch (std::exception const&) {
+            continue;  // the join waits for the failover
+        }
+        BOOST_TEST(b.post("/api/admin/close-room", "roomId=" + room + "&csrf=" + b.csrf).status == 303);
+        closed = m->wait_close(500ms).has_value();
+    }
+    BOOST_TEST(closed);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

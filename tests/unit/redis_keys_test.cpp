@@ -119,6 +119,32 @@ BOOST_AUTO_TEST_CASE(expired_keys_are_split_at_a_followed_room) {
     BOOST_TEST(parse_tagged(tagged.presence("}x", "u"), {"}x"}) == (hits{{"}x", "u"}}));
 }
 
+// The admin's SCAN of `flock:room:*:members` names rooms by their member-set
+// keys: every room id round-trips through the key of its schema, and keys of
+// the other schema (or of other kinds) name no room.
+BOOST_AUTO_TEST_CASE(member_set_keys_name_their_room_in_both_schemas) {
+    rk::key_schema const plain;
+    for (std::string room : {"lobby", "doc:42", "", "}x", "\\x", "a}b{c", "x:members", "{y}"}) {
+        BOOST_TEST_CONTEXT(room) {
+            auto const pk = plain.members(room), tk = tagged.members(room);
+            auto p = plain.room_of_members(pk);
+            auto t = tagged.room_of_members(tk);
+            BOOST_TEST((p && *p == room));
+            BOOST_TEST((t && *t == room));
+        }
+    }
+    BOOST_TEST(tagged.members("lobby") == "flock:room:{lobby}:members");
+    BOOST_TEST(tagged.members("}x") == "flock:room:{\\}x}:members");
+    // An untagged key on a cluster, a tag never written, other kinds of keys.
+    BOOST_TEST(!tagged.room_of_members("flock:room:lobby:members"));
+    BOOST_TEST(!tagged.room_of_members("flock:room:{}x}:members"));
+    BOOST_TEST(!tagged.room_of_members("flock:room:{\\x}:members"));
+    BOOST_TEST(!tagged.room_of_members("flock:room:{lobby}"));
+    BOOST_TEST(!plain.room_of_members("flock:presence:lobby:members"));
+    BOOST_TEST(!plain.room_of_members("flock:room:lobby"));
+    BOOST_TEST(*plain.room_of_members("flock:room:{lobby}:members") == "{lobby}");  // a plain room id with braces
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace redis_keys_test

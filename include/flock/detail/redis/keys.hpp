@@ -119,6 +119,12 @@ public:
     std::optional<std::string_view> room_of_batch_channel(std::string_view ch) const {
         return room_after(ch, batch_channel_prefix);
     }
+    /// The room of a member set key `flock:room:{room}:members` of this
+    /// schema (the admin's SCAN), if it is one.
+    std::optional<std::string_view> room_of_members(std::string_view key) const {
+        if (!key.ends_with(members_suffix)) return std::nullopt;
+        return room_after(key.substr(0, key.size() - members_suffix.size()), room_prefix);
+    }
 
     /// As parse_presence_key() below, for this schema.
     template <class IsRoom>
