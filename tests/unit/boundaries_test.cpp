@@ -6,6 +6,7 @@
 // bytes are in ws_frame_test.cpp.
 #include <flock/broker/memory.hpp>
 #include <flock/detail/presence_store.hpp>
+#include <flock/detail/refusal_log.hpp>
 #include <flock/detail/rate_window.hpp>
 #include <flock/testing/mock_broker.hpp>
 
@@ -156,6 +157,45 @@ BOOST_AUTO_TEST_CASE(mock_broker_rejoin_pushes_the_expiry_back) {
     e = broker.store().find("room", "ann");
     BOOST_REQUIRE(e != nullptr);
     BOOST_TEST((e->expires > first));
+}
+
+// ---- refusal_log: one log line per client address per interval ----------------------
+
+BOOST_AUTO_TEST_CASE(a_refused_address_is_logged_again_once_a_whole_interval_has_passed) {
+    flk::detail::refusal_log log(10s);
+    steady::time_point const t0{};
+    BOOST_TEST(log.should_log("192.0.2.1", t0));
+    BOOST_TEST(!log.should_log("192.0.2.1", t0 + 9999ms));  // a flood from one client: one line
+    BOOST_TEST(log.should_log("192.0.2.2", t0 + 1s));       // another client has its own line
+    BOOST_TEST(log.should_log("192.0.2.1", t0 + 10s));      // exactly one interval later
+    BOOST_TEST(!log.should_log("192.0.2.1", t0 + 19s));     // the interval restarts there
+    BOOST_TEST(log.should_log("192.0.2.1", t0 + 20s));
+}
+
+BOOST_AUTO_TEST_CASE(an_interval_of_zero_logs_every_refusal) {
+    flk::detail::refusal_log log(0s);
+    steady::time_point const t0{};
+    BOOST_TEST(log.should_log("192.0.2.1", t0));
+    BOOST_TEST(log.should_log("192.0.2.1", t0));
+    BOOST_TEST(log.size() == 0u);  // nothing to remember
+}
+
+BOOST_AUTO_TEST_CASE(a_flood_from_many_addresses_stays_bounded_and_is_logged_again_later) {
+    flk::detail::refusal_log log(10s);
+    steady::time_point const t0{};
+    auto const full = flk::detail::refusal_log::max_addresses;
+    for (std::size_t i = 0; i < full; ++i) BOOST_REQUIRE(log.should_log("a" + std::to_string(i), t0));
+    BOOST_TEST(log.size() == full);
+    // Full of addresses seen within the interval: a new one is not logged and
+    // not remembered; a remembered one keeps its own interval.
+    BOOST_TEST(!log.should_log("new", t0 + 5s));
+    BOOST_TEST(log.size() == full);
+    BOOST_TEST(!log.should_log("a0", t0 + 5s));
+    BOOST_TEST(log.should_log("a0", t0 + 10s));
+    // Once the others are older than an interval they are forgotten, and the
+    // new address gets its line.
+    BOOST_TEST(log.should_log("new", t0 + 11s));
+    BOOST_TEST(log.size() == 2u);  // "a0" (renewed at 10 s) and "new"
 }
 
 BOOST_AUTO_TEST_SUITE_END()

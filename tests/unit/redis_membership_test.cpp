@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -428,6 +429,24 @@ BOOST_AUTO_TEST_CASE(the_codes_have_a_category_and_a_message) {
     BOOST_TEST(ec.message() == "redis did not answer in time");
     BOOST_TEST((ec == flk::redis_errc::reply_timeout));
     BOOST_TEST((ec != flk::redis_errc::connection_lost));
+}
+
+BOOST_AUTO_TEST_CASE(every_code_has_a_message_of_its_own_for_the_log) {
+    // last_error() and the log print these: a code without a case of its own
+    // would print the "unknown" fallback, or another code's sentence.
+    std::set<std::string> messages;
+    int const first = static_cast<int>(flk::redis_errc::resolve_failed);
+    int const last = static_cast<int>(flk::redis_errc::unexpected_reply);
+    for (int e = first; e <= last; ++e) {
+        auto const text = flk::redis_category().message(e);
+        BOOST_TEST_CONTEXT("code " << e) {
+            BOOST_TEST(text.find("redis") != std::string::npos);
+            BOOST_TEST(text.find("unknown") == std::string::npos);
+        }
+        messages.insert(text);
+    }
+    BOOST_TEST(messages.size() == std::size_t(last - first + 1));
+    BOOST_TEST(flk::redis_category().message(last + 1) == "unknown flock.redis error");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
