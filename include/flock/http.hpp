@@ -27,7 +27,7 @@ struct http_request {
     std::string target;  ///< as sent: "/admin?x=1"
     std::string path;    ///< target without query and fragment: "/admin"
     std::string query;   ///< after '?', without it; empty when none
-    std::vector<std::pair<std::string, std::string>> headers;
+    std::vector<std::pair<std::string, std::string>> headers{};
     std::string body;            ///< at most 4 KiB (larger bodies are refused before routing)
     std::string remote_address;  ///< the peer of the TCP connection ("127.0.0.1"), not X-Forwarded-For
 
@@ -45,13 +45,15 @@ private:
     static constexpr char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
 };
 
+// Every member has a default initializer, so that reply({.body = ...}) leaves
+// the rest out without -Wmissing-field-initializers.
 struct http_response {
     unsigned status = 200;
     std::string content_type = "text/plain; charset=utf-8";
-    std::string body;
+    std::string body{};
     /// Further headers (Set-Cookie, Location, Cache-Control, ...); a header
     /// may repeat. Server, Content-Type and Content-Length are set for you.
-    std::vector<std::pair<std::string, std::string>> headers;
+    std::vector<std::pair<std::string, std::string>> headers{};
 };
 
 /// Sends the answer: call it exactly once, from any thread.
