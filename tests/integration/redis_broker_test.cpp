@@ -732,20 +732,11 @@ BOOST_AUTO_TEST_CASE(stop_removes_and_announces_remaining_users) {
 BOOST_AUTO_TEST_CASE(tls_with_certificate_verification) {
     namespace fs = std::filesystem;
     auto dir = fs::temp_directory_path() / ("flock-redis-tls-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    auto d = dir.string();
-    std::string cmd = "cd '" + d + "' && "
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt "
-        "-days 1 -subj '/CN=flock test CA' && "
-        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr "
-        "-subj '/CN=localhost' && "
-        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
-        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 "
-        "-extfile ext.cnf";
-    if (!flk_test::prerequisite(std::system(("(" + cmd + ") >/dev/null 2>&1").c_str()) == 0,
+    if (!flk_test::prerequisite(redis_fixture::make_test_certificates(dir),
                                 "redis_broker/tls_with_certificate_verification",
                                 "openssl cannot make test certificates"))
         return;
+    auto d = dir.string();
     auto srv = redis_server::spawn_or_skip("redis_broker/tls_with_certificate_verification (redis-server with TLS)",
                                            {"--tls-cert-file", d + "/server.crt", "--tls-key-file",
                                             d + "/server.key", "--tls-ca-cert-file", d + "/ca.crt",

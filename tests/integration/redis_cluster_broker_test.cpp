@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -250,6 +251,82 @@ BOOST_AUTO_TEST_CASE(idle_users_expire_on_every_master) {
         BOOST_TEST(watchers[i]->count("user:left", "awake") == 0u);
         // The evicted socket is closed, so that a live client re-joins.
         BOOST_TEST(idle[i]->c->close_code().value_or(0) == flk::close_code::presence_expired);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_tls_cluster_carries_rooms_on_every_master_over_tls_only) {
+    // A cluster with in-transit encryption (--tls-cluster): FLOCK_REDIS_URL is
+    // rediss:// to one node by name, and every connection flock opens to the
+    // masters it discovers is TLS, verified against FLOCK_REDIS_CA_FILE.
+    namespace fs = std::filesystem;
+    char const* const test = "redis_cluster_broker/a_tls_cluster_carries_rooms_on_every_master_over_tls_only";
+    auto const certs = fs::temp_directory_path() / ("flock-cluster-tls-" + std::to_string(::getpid()));
+    struct remove_dir {
+        fs::path p;
+        ~remove_dir() {
+            std::error_code ignored;
+            fs::remove_all(p, ignored);
+        }
+    } const cleanup{certs};
+    if (!flk_test::prerequisite(redis_fixture::make_test_certificates(certs), test,
+                                "openssl cannot make test certificates"))
+        return;
+    std::unique_ptr<local_cluster> cluster;
+    std::string why;
+    try {
+        cluster = local_cluster::start(3, 0, certs);
+    } catch (std::exception const& e) {
+        why = e.what();
+    }
+    if (!flk_test::prerequisite(cluster != nullptr, test, "cannot start a local Redis Cluster with TLS: " + why)) return;
+
+    asio::io_context io;
+    flk::options o;
+    o.redis_url = cluster->tls_seed_url();
+    o.redis_ca_file = (certs / "ca.crt").string();
+    node a(io, o), b(io, o);
+    BOOST_REQUIRE(run_until(io, [&] { return a.connected() && b.connected(); }, 10s));
+
+    // A room on each master: a member moving on `a`, a watcher on `b`.
+    std::vector<std::string> rooms;
+    std::set<int> used;
+    for (int i = 0; i < 3; ++i)
+        rooms.push_back(room_where("tls" + std::to_string(i) + ":", *cluster, [&](int port) {
+            return used.insert(port).second;
+        }));
+    std::vector<std::unique_ptr<tab>> movers, watchers;
+    for (auto const& room : rooms) {
+        movers.push_back(std::make_unique<tab>(a));
+        watchers.push_back(std::make_unique<tab>(b));
+        join(io, *movers.back(), room, "mover");
+        BOOST_TEST(users_of(join(io, *watchers.back(), room, "watcher")) == std::vector<std::string>{"mover"});
+    }
+    for (int i = 1; i <= 5; ++i) {
+        a.transport().advance(100ms);
+        for (std::size_t r = 0; r < rooms.size(); ++r) movers[r]->send(move_msg(rooms[r], i / 10.0));
+    }
+    BOOST_REQUIRE(run_until(io, [&] {
+        for (auto& w : watchers)
+            if (w->count("cursor:updated", "mover") < 5) return false;
+        return true;
+    }));
+    for (auto& w : watchers) BOOST_TEST(w->count("cursor:updated", "mover") == 5u);  // each once
+
+    // On every master, flock's connections arrived on the TLS port; the only
+    // client on the plain port is the one asking.
+    for (auto const& n : cluster->nodes()) {
+        auto const clients = cluster->client(n.port).command({"CLIENT", "LIST"}).str;
+        auto const count = [&](int port) {
+            std::size_t k = 0;
+            for (auto at = clients.find(" laddr=127.0.0.1:" + std::to_string(port) + " "); at != std::string::npos;
+                 at = clients.find(" laddr=127.0.0.1:" + std::to_string(port) + " ", at + 1))
+                ++k;
+            return k;
+        };
+        BOOST_TEST_CONTEXT("master on port " << n.port) {
+            BOOST_TEST(count(n.tls_port) >= 2u);  // at least the two instances' subscriber connections
+            BOOST_TEST(count(n.port) == 1u);
+        }
     }
 }
 

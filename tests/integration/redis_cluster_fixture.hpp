@@ -3,8 +3,11 @@
 // bus port both chosen free, --cluster-port) in a temporary directory, joined
 // by `redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`,
 // with a short cluster-node-timeout (1000 ms) so a killed master's replica is
-// promoted within seconds. Torn down (SIGKILL, directory removed) by the
-// destructor.
+// promoted within seconds. With a certificate directory
+// (redis_fixture::make_test_certificates) each node also listens with TLS on
+// a port of its own, and the cluster bus and replication use TLS
+// (--tls-cluster, --tls-replication), as a managed cluster with in-transit
+// encryption does. Torn down (SIGKILL, directory removed) by the destructor.
 #pragma once
 
 #include "redis_server.hpp"
@@ -33,13 +36,16 @@ class local_cluster {
 public:
     struct node {
         int port = 0, bus_port = 0;
+        int tls_port = 0;  ///< 0 unless started with certificates
         pid_t pid = -1;
     };
 
     /// Starts the cluster and waits until every node says cluster_state:ok and
     /// every replica is in sync; throws with the reason when it cannot.
-    static std::unique_ptr<local_cluster> start(int masters = 3, int replicas = 1) {
+    static std::unique_ptr<local_cluster> start(int masters = 3, int replicas = 1,
+                                                std::filesystem::path certificates = {}) {
         auto c = std::unique_ptr<local_cluster>(new local_cluster());
+        c->certificates_ = std::move(certificates);
         std::string tmpl = (std::filesystem::temp_directory_path() / "flock-cluster-XXXXXX").string();
         if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
         c->dir_ = tmpl;
@@ -48,6 +54,10 @@ public:
             n.port = redis_fixture::free_port();
             do n.bus_port = redis_fixture::free_port();
             while (n.bus_port == n.port);
+            if (!c->certificates_.empty()) {
+                do n.tls_port = redis_fixture::free_port();
+                while (n.tls_port == n.port || n.tls_port == n.bus_port);
+            }
             c->nodes_.push_back(n);
             c->spawn(c->nodes_.back());
         }
@@ -69,6 +79,8 @@ public:
 
     std::vector<node> const& nodes() const { return nodes_; }
     std::string seed_url() const { return "redis://127.0.0.1:" + std::to_string(nodes_.front().port); }
+    /// The first node's TLS port, by name (the certificate is for localhost).
+    std::string tls_seed_url() const { return "rediss://localhost:" + std::to_string(nodes_.front().tls_port); }
     sync_client client(int port) const { return sync_client("127.0.0.1", port); }
 
     bool alive(int port) const {
@@ -166,6 +178,13 @@ private:
                                       "--cluster-node-timeout", "1000", "--appendonly", "no", "--save", "",
                                       "--dir", dir_, "--notify-keyspace-events", "Ex",
                                       "--loglevel", "warning", "--logfile", dir_ + "/" + p + ".log"};
+        if (!certificates_.empty()) {
+            auto const file = [&](char const* name) { return (certificates_ / name).string(); };
+            args.insert(args.end(), {"--tls-port", std::to_string(n.tls_port), "--tls-cluster", "yes",
+                                     "--tls-replication", "yes", "--tls-cert-file", file("server.crt"),
+                                     "--tls-key-file", file("server.key"), "--tls-ca-cert-file", file("ca.crt"),
+                                     "--tls-auth-clients", "no"});
+        }
         n.pid = spawn_process(args, "/dev/null");
     }
 
@@ -207,6 +226,7 @@ private:
     }
 
     std::string dir_;
+    std::filesystem::path certificates_;
     std::vector<node> nodes_;
 };
 

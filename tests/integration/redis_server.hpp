@@ -118,6 +118,22 @@ inline int free_port() {
     return ntohs(a.sin_port);
 }
 
+/// A test CA (dir/ca.crt) and a certificate it signed for localhost and
+/// 127.0.0.1 (dir/server.crt, dir/server.key), made with openssl in `dir`
+/// (created). False when openssl cannot make them.
+inline bool make_test_certificates(std::filesystem::path const& dir) {
+    std::filesystem::create_directories(dir);
+    std::string const cmd = "cd '" + dir.string() + "' && "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt "
+        "-days 1 -subj '/CN=flock test CA' && "
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr "
+        "-subj '/CN=localhost' && "
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 "
+        "-extfile ext.cnf";
+    return std::system(("(" + cmd + ") >/dev/null 2>&1").c_str()) == 0;
+}
+
 /// One redis-server: external (FLOCK_TEST_REDIS_URL) or a child process.
 class redis_server {
 public:
