@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -135,6 +136,22 @@ inline std::optional<std::chrono::steady_clock::time_point> first_move_after(tab
             m.at("position").at("x").to_number<double>() * 100000.0 > n + 0.5)
             return t;
     return std::nullopt;
+}
+
+/// Runs the loop until `receiver` gets one of `user`'s moves made after her
+/// n-th (20 s at most): the failover gap since `killed_at`, also printed to
+/// stderr as "<what>: failover gap ...". Nothing after 20 s.
+inline std::optional<std::chrono::milliseconds> failover_gap(asio::io_context& io, tab& receiver,
+                                                             std::string_view user, int n,
+                                                             std::chrono::steady_clock::time_point killed_at,
+                                                             std::string_view what) {
+    if (!redis_fixture::run_until(io, [&] { return first_move_after(receiver, user, n).has_value(); },
+                                  std::chrono::seconds(20)))
+        return std::nullopt;
+    auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(*first_move_after(receiver, user, n) - killed_at);
+    std::cerr << what << ": failover gap (master SIGKILL -> first cross-instance move delivered): " << gap.count()
+              << " ms\n";
+    return gap;
 }
 
 /// The sequence numbers of `user`'s moves (see moving_member) that `receiver` got, in order.
