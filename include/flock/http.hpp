@@ -27,7 +27,7 @@ struct http_request {
     std::string target;  ///< as sent: "/admin?x=1"
     std::string path;    ///< target without query and fragment: "/admin"
     std::string query;   ///< after '?', without it; empty when none
-    std::vector<std::pair<std::string, std::string>> headers{};
+    std::vector<std::pair<std::string, std::string>> headers;
     std::string body;            ///< at most 4 KiB (larger bodies are refused before routing)
     std::string remote_address;  ///< the peer of the TCP connection ("127.0.0.1"), not X-Forwarded-For
 

@@ -318,10 +318,9 @@ BOOST_AUTO_TEST_CASE(a_tls_cluster_carries_rooms_on_every_master_over_tls_only) 
     for (auto const& n : cluster->nodes()) {
         auto const clients = cluster->client(n.port).command({"CLIENT", "LIST"}).str;
         auto const count = [&](int port) {
+            auto const local = " laddr=127.0.0.1:" + std::to_string(port) + " ";
             std::size_t k = 0;
-            for (auto at = clients.find(" laddr=127.0.0.1:" + std::to_string(port) + " "); at != std::string::npos;
-                 at = clients.find(" laddr=127.0.0.1:" + std::to_string(port) + " ", at + 1))
-                ++k;
+            for (auto at = clients.find(local); at != std::string::npos; at = clients.find(local, at + 1)) ++k;
             return k;
         };
         BOOST_TEST_CONTEXT("master on port " << n.port) {
