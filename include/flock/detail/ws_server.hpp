@@ -6,13 +6,16 @@
 //
 // How bytes move, and why (per connection, Beast's websocket::stream costs
 // about 2.6 KB and one write syscall per frame):
+// - Events: once upgraded, a connection's socket leaves Asio's reactor for
+//   the server's own epoll set (ws_poller.hpp), registered once; Asio waits
+//   on that set alone. A message costs its recv, not a recv and a re-arm.
 // - Reading: an idle connection holds no buffer. When its socket is
 //   readable, the server reads it dry into one scratch buffer shared by all
 //   connections and parses every complete frame there; only the bytes of a
 //   frame cut by the end of a read are kept, until it completes.
 // - Writing: send() only queues (send_queue: shared frames, a byte bound,
-//   conflation once the connection is congested) and marks it dirty. One flush, posted once per
-//   turn of the event loop, writes each dirty connection's queue in one
+//   conflation once the connection is congested) and marks it dirty. One flush per
+//   turn of the event loop (after the poller's events, or posted), writes each dirty connection's queue in one
 //   gather write (header, payload, header, payload, ...), so under load many
 //   frames leave in one syscall. A cut write waits for writability. With a
 //   write delay (options::write_delay), cursor frames wait up to that long
@@ -31,6 +34,7 @@
 #include <flock/detail/http_util.hpp>
 #include <flock/detail/refusal_log.hpp>
 #include <flock/detail/send_queue.hpp>
+#include <flock/detail/ws_poller.hpp>
 #include <flock/detail/ws_frame.hpp>
 #include <flock/detail/ws_handshake.hpp>
 #include <flock/connection_gate.hpp>
@@ -162,11 +166,10 @@ struct ws_connection {
     /// The kinds of output, to name the one a write cut short.
     enum class piece : std::uint8_t { none, control, data, close };
 
-    ws_connection(ws_net::any_io_executor const& ex, connection_id id, ws_tcp::endpoint remote,
-                  std::size_t max_queue_bytes)
-        : socket(ex), queue(max_queue_bytes), id(id), remote(remote) {}
+    ws_connection(connection_id id, ws_tcp::endpoint remote, std::size_t max_queue_bytes)
+        : queue(max_queue_bytes), id(id), remote(remote) {}
 
-    ws_tcp::socket socket;
+    ws_socket socket;  ///< open from the upgrade on
     send_queue queue;
     ws_reader reader;
     std::unique_ptr<ws_control> control;
@@ -204,7 +207,7 @@ public:
         std::size_t offset;  ///< bytes of it written by earlier writes
     };
 
-    /// Asio hands at most 64 buffers to one sendmsg (IOV_MAX is 1024).
+    /// Buffers in one sendmsg (IOV_MAX is 1024; 64 is what Asio would pass).
     static constexpr std::size_t max_buffers = 64;
 
     void clear() noexcept { buffer_count_ = piece_count_ = header_count_ = bytes_ = 0; }
@@ -233,18 +236,20 @@ public:
         add_piece(piece_kind::data, header_size + f.size() - offset, offset);
     }
 
-    std::span<ws_net::const_buffer const> buffers() const noexcept { return {buffers_.data(), buffer_count_}; }
+    std::span<iovec const> buffers() const noexcept { return {buffers_.data(), buffer_count_}; }
     std::span<piece const> pieces() const noexcept { return {pieces_.data(), piece_count_}; }
     std::size_t bytes() const noexcept { return bytes_; }
 
 private:
-    void add_buffer(void const* data, std::size_t size) { buffers_[buffer_count_++] = ws_net::const_buffer(data, size); }
+    void add_buffer(void const* data, std::size_t size) {
+        buffers_[buffer_count_++] = {const_cast<void*>(data), size};  // sendmsg only reads it
+    }
     void add_piece(piece_kind kind, std::size_t size, std::size_t offset) {
         pieces_[piece_count_++] = {kind, size, offset};
         bytes_ += size;
     }
 
-    std::array<ws_net::const_buffer, max_buffers> buffers_;
+    std::array<iovec, max_buffers> buffers_;
     std::array<std::array<unsigned char, ws_max_header_bytes>, max_buffers> headers_;
     std::array<piece, max_buffers> pieces_;
     std::size_t buffer_count_ = 0;
@@ -277,6 +282,7 @@ public:
                                 : nullptr),
           refusal_log_(opts.refusal_log_interval),
           delay_timer_(ex_),
+          poller_(ex_),
           read_buffer_(std::make_unique<char[]>(ws_read_buffer_bytes)) {}
 
     void start();
@@ -341,9 +347,11 @@ private:
     open_verdict ask_core(connection_id id, connection_info const& info);
     void begin(ws_connection& c, ws_tcp::socket socket, std::string response, ws_beast::flat_buffer& leftover);
     void check_done();
+    // the sockets' events
+    void watch();
+    void on_events(boost::system::error_code ec);
     // reading
-    void wait_readable(ws_connection& c);
-    void on_readable(connection_id id, boost::system::error_code ec);
+    void on_readable(connection_id id);
     void read_available(ws_connection& c);
     bool take(ws_connection& c, std::span<char> bytes);
     void deliver(ws_connection& c, std::string_view payload, bool text);
@@ -360,7 +368,7 @@ private:
     bool gather(ws_connection& c);
     void account(ws_connection& c, std::size_t written);
     void wait_writable(ws_connection& c);
-    void on_writable(connection_id id, boost::system::error_code ec);
+    void on_writable(ws_connection& c);
     // closing
     void request_close(ws_connection& c, std::uint16_t code, std::string_view reason);
     void finish(ws_connection& c, boost::system::error_code ec);
@@ -396,6 +404,9 @@ private:
     std::deque<std::pair<clock::time_point, connection_id>> held_;
     ws_net::steady_timer delay_timer_;
     bool delay_armed_ = false;
+    ws_poller poller_;                     // the upgraded connections' sockets
+    bool watching_ = false;                // a wait on poller_ is pending
+    bool in_events_ = false;               // handling a poll's events: the flush follows them
     std::vector<connection_id> expired_;   // found by the running tick
     std::vector<connection_id> stalled_;   // likewise: their sockets took no bytes for the stall limit
     std::unique_ptr<char[]> read_buffer_;
@@ -561,7 +572,7 @@ inline ws_http::status ws_server::upgrade(ws_beast::tcp_stream& stream,
     auto const target = std::string_view(req.target().data(), req.target().size());
     connection_info const info{format_endpoint(remote), query_param(target, "apiKey"), offered_subprotocols(req)};
     // Registered before on_open, so that send() and close() made inside it count.
-    auto& c = connections_.try_emplace(id, ex_, id, remote, opts_.max_send_queue_bytes).first->second;
+    auto& c = connections_.try_emplace(id, id, remote, opts_.max_send_queue_bytes).first->second;
     c.gated = gate_ != nullptr;
     auto const verdict = ask_core(id, info);
     if (!verdict.accept) {
@@ -609,18 +620,21 @@ inline open_verdict ws_server::ask_core(connection_id id, connection_info const&
 // on_open included), and reading starts.
 inline void ws_server::begin(ws_connection& c, ws_tcp::socket socket, std::string response,
                              ws_beast::flat_buffer& leftover) {
-    c.socket = std::move(socket);
     control_of(c).out = std::move(response);
     if (c.state == ws_state::opening) c.state = ws_state::open;
     c.heard = ticks_;
     keep_ticking();
     log_.debug("connection open", {{"id", c.id}, {"remote", format_endpoint(c.remote)}});
+    // From here on the socket is the server's own: out of Asio's reactor, into the poller's set.
     boost::system::error_code ec;
-    c.socket.non_blocking(true, ec);
+    socket.non_blocking(true, ec);
+    if (!ec) c.socket = ws_socket(socket.release(ec));
+    if (!ec) poller_.add(c.socket, c.id, ec);
     if (ec) {
         finish(c, ec);
         return;
     }
+    watch();
     mark_dirty(c);
     // A client may send frames right behind its request, before the 101.
     if (leftover.size() != 0) {
@@ -704,8 +718,9 @@ inline void ws_server::detach() {
     // The connections leave the map as their cancelled waits complete; any
     // left then go with the server. A gate shared with other transports
     // stops counting them now.
+    poller_.cancel();
     for (auto& [id, c] : connections_) {
-        c.socket.close(ignored);
+        c.socket.close();
         if (c.gated && gate_) gate_->leave(address_of(c.remote));
         c.gated = false;
     }
@@ -714,32 +729,54 @@ inline void ws_server::detach() {
 // ============================================================================
 // ws_server: reading
 
-inline void ws_server::wait_readable(ws_connection& c) {
-    c.socket.async_wait(ws_tcp::socket::wait_read, [self = shared_from_this(), id = c.id](boost::system::error_code ec) {
-        self->on_readable(id, ec);
-    });
+// ============================================================================
+// ws_server: the sockets' events
+
+inline void ws_server::watch() {
+    if (watching_) return;
+    watching_ = true;
+    poller_.async_wait([self = shared_from_this()](boost::system::error_code ec) { self->on_events(ec); });
 }
 
-inline void ws_server::on_readable(connection_id id, boost::system::error_code ec) {
-    auto* c = find(id);
-    if (!c) return;
-    if (ec) {
-        finish(*c, ec);
-        return;
+// Some sockets have news: input (or its end, or an error, which the read
+// finds) and room to write for those waiting for it. The flush that follows
+// writes everything their frames queued, in this same turn.
+inline void ws_server::on_events(boost::system::error_code ec) {
+    watching_ = false;
+    if (!ec) {
+        in_events_ = true;
+        for (epoll_event const& ev : poller_.poll()) {
+            auto* c = find(ev.data.u64);
+            if (!c) continue;  // ended earlier in this batch
+            if ((ev.events & EPOLLOUT) && c->awaiting_write) on_writable(*c);
+            if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_closed) read_available(*c);
+        }
+        in_events_ = false;
+        if (!dirty_.empty()) flush_dirty();
     }
-    read_available(*c);
+    // Cancelled when the last connection ended, or by detach(): a connection
+    // begun since still needs watching.
+    if (events_ && !connections_.empty()) watch();
 }
 
-// Reads until the socket is drained, handling every complete frame; then
-// waits for more, unless the connection ended or reads no more.
+// ============================================================================
+// ws_server: reading
+
+inline void ws_server::on_readable(connection_id id) {
+    if (auto* c = find(id)) read_available(*c);
+}
+
+// Reads until the socket is drained, handling every complete frame. The
+// poller reports the next bytes (edge-triggered: a read that stops short of
+// drained must come back, as the posted read does).
 inline void ws_server::read_available(ws_connection& c) {
     for (int reads = 0;; ++reads) {
         if (reads == ws_reads_per_turn) {  // not drained yet: go on after the others
-            ws_net::post(ex_, [self = shared_from_this(), id = c.id] { self->on_readable(id, {}); });
+            ws_net::post(ex_, [self = shared_from_this(), id = c.id] { self->on_readable(id); });
             return;
         }
         boost::system::error_code ec;
-        std::size_t const n = c.socket.read_some(ws_net::buffer(read_buffer_.get(), ws_read_buffer_bytes), ec);
+        std::size_t const n = c.socket.read_some(read_buffer_.get(), ws_read_buffer_bytes, ec);
         if (ec == ws_net::error::would_block) break;
         if (ec) {
             finish(c, ec);
@@ -750,10 +787,9 @@ inline void ws_server::read_available(ws_connection& c) {
         metrics_.bytes_in += n;
         if (!take(c, {read_buffer_.get(), n})) return;
         if (c.peer_closed) return;
-        // A short read drained the socket; epoll reports the next bytes.
-        if (n < ws_read_buffer_bytes) break;
+        // A short read drained the socket; the poller reports the next bytes.
+        if (n < ws_read_buffer_bytes) return;
     }
-    wait_readable(c);
 }
 
 // Handles the frames in `bytes`. False when the connection ended meanwhile.
@@ -826,7 +862,7 @@ inline void ws_server::mark_dirty(ws_connection& c) {
     if (c.dirty || c.awaiting_write) return;
     c.dirty = true;
     dirty_.push_back(c.id);
-    if (flush_posted_) return;
+    if (flush_posted_ || in_events_) return;  // on_events flushes at its end
     // One flush for every connection dirtied in this turn of the loop: the
     // frames queued meanwhile leave together.
     flush_posted_ = true;
@@ -960,8 +996,7 @@ inline void ws_server::account(ws_connection& c, std::size_t written) {
             // at once) and drain its input until EOF, so no RST can destroy
             // the close frame before the peer read it.
             if (c.discarding) {
-                boost::system::error_code ignored;
-                c.socket.shutdown(ws_tcp::socket::shutdown_send, ignored);
+                c.socket.shutdown_send();
             }
             break;
         case piece::none: break;
@@ -969,22 +1004,18 @@ inline void ws_server::account(ws_connection& c, std::size_t written) {
     }
 }
 
+// The poller reports room to write; the recheck makes sure room that came
+// before this wait is reported too.
 inline void ws_server::wait_writable(ws_connection& c) {
     c.awaiting_write = true;
-    c.socket.async_wait(ws_tcp::socket::wait_write, [self = shared_from_this(), id = c.id](boost::system::error_code ec) {
-        self->on_writable(id, ec);
-    });
+    boost::system::error_code ec;
+    poller_.recheck(c.socket, c.id, ec);
+    if (ec) finish(c, ec);
 }
 
-inline void ws_server::on_writable(connection_id id, boost::system::error_code ec) {
-    auto* c = find(id);
-    if (!c) return;
-    c->awaiting_write = false;
-    if (ec) {
-        finish(*c, ec);
-        return;
-    }
-    mark_dirty(*c);  // joins the next flush, with whatever was queued meanwhile
+inline void ws_server::on_writable(ws_connection& c) {
+    c.awaiting_write = false;
+    mark_dirty(c);  // joins the next flush, with whatever was queued meanwhile
 }
 
 // ============================================================================
@@ -1017,10 +1048,11 @@ inline void ws_server::finish(ws_connection& c, boost::system::error_code ec) {
         std::uint16_t const code = !ctl ? 1006 : ctl->code_sent ? ctl->code_sent : ctl->code_received ? ctl->code_received : 1006;
         metrics_.count_close(code);
     }
-    connections_.erase(id);  // closes the socket; its waits complete with nothing to find
+    connections_.erase(id);  // closes the socket, which leaves the poller's set
     if (connections_.empty()) {
         tick_.cancel();
         ticking_ = false;
+        poller_.cancel();
     }
     if (events_) {
         try {
