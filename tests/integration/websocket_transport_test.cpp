@@ -21,11 +21,13 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace ws_transport_test {
@@ -220,6 +222,20 @@ public:
         return fut.get();
     }
 
+    /// Keeps the io thread busy until release(), so that what clients send
+    /// meanwhile is all waiting when it next polls its sockets.
+    void hold() {
+        auto holding = std::make_shared<std::promise<void>>();
+        auto released = std::make_shared<std::promise<void>>();
+        release_ = released;
+        net::post(ioc, [holding, released] {
+            holding->set_value();
+            released->get_future().wait();
+        });
+        holding->get_future().wait();
+    }
+    void release() { std::exchange(release_, nullptr)->set_value(); }
+
     /// stop() on the io thread; true when `done` came within the timeout.
     bool stop(std::chrono::milliseconds timeout = 5s) {
         stopped = true;
@@ -238,6 +254,11 @@ public:
     std::future<void> thread_done = io_finished.get_future();
     std::thread thread;
     std::uint16_t port = 0;
+
+private:
+    std::shared_ptr<std::promise<void>> release_;
+
+public:
     bool stopped = false;
 };
 
@@ -997,6 +1018,38 @@ BOOST_AUTO_TEST_CASE(a_burst_of_many_reads_is_read_whole_and_in_order) {
         BOOST_REQUIRE(f);
         BOOST_REQUIRE(f->payload.starts_with(std::to_string(i) + ' '));
     }
+}
+
+BOOST_AUTO_TEST_CASE(more_sockets_ready_at_once_than_one_poll_takes_are_all_served) {
+    server s;
+    constexpr int n = 300;
+    static_assert(n > flk::detail::ws_poller::batch);
+    std::vector<std::unique_ptr<ws_client>> clients;
+    for (int i = 0; i < n; ++i) clients.push_back(std::make_unique<ws_client>(s.port));
+    s.events.opened(n);  // every upgrade is done: the sockets are in the poller's set
+    // Every client sends while the io thread is held, so that all their
+    // sockets are ready at once when it polls: the first poll takes 256.
+    s.hold();
+    for (int i = 0; i < n; ++i) clients[i]->send_text("hello " + std::to_string(i));
+    s.release();
+    for (int i = 0; i < n; ++i) BOOST_TEST(clients[i]->read().value_or("<none>") == "hello " + std::to_string(i));
+}
+
+BOOST_AUTO_TEST_CASE(a_fin_right_behind_the_last_frame_ends_the_connection_at_once) {
+    server s;
+    raw_ws c(s.port);
+    auto const id = s.events.opened(1);
+    // Both arrive before the server looks: one readiness report for the
+    // frame and the FIN, and a read that returns the frame alone.
+    s.hold();
+    c.send(client_frame(0x1, "last words"));
+    c.shutdown_send();
+    s.release();
+    auto const f = s.events.wait_frame(1);
+    BOOST_REQUIRE(f);
+    BOOST_TEST(f->payload == "last words");
+    // Well before any timer of the server's would end it (the first ping is at 15 s).
+    BOOST_TEST(s.events.wait_closed(id, 1s));
 }
 
 BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order) {

@@ -72,14 +72,16 @@ public:
         }
     }
 
-    /// One gather write; would_block when the socket takes nothing now.
+    /// One write, gathered unless `buffers` is one; would_block when the
+    /// socket takes nothing now.
     std::size_t write_some(std::span<iovec const> buffers, boost::system::error_code& ec) noexcept {
         msghdr msg{};
         msg.msg_iov = const_cast<iovec*>(buffers.data());
         msg.msg_iovlen = buffers.size();
         for (;;) {
             // MSG_NOSIGNAL: a peer gone away is an error here, not SIGPIPE.
-            ssize_t const n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+            ssize_t const n = buffers.size() == 1 ? ::send(fd_, buffers[0].iov_base, buffers[0].iov_len, MSG_NOSIGNAL)
+                                                  : ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
             if (n >= 0) {
                 ec.clear();
                 return static_cast<std::size_t>(n);

@@ -59,6 +59,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include <algorithm>
 #include <array>
@@ -187,6 +188,7 @@ struct ws_connection {
     bool ping_sent = false;        ///< pinged since bytes last arrived
     bool peer_closed = false;      ///< the peer's close arrived: ours is the last thing to write
     bool discarding = false;       ///< the input broke the protocol: the rest is read and dropped
+    bool input_ends = false;       ///< the poller saw the peer's FIN (or an error): read to it, past short reads
     bool gated = false;            ///< counted by the connection gate: leaves it when it ends
 
     /// Bytes of an earlier write are still unsent: the socket refused part of
@@ -236,6 +238,17 @@ public:
         add_piece(piece_kind::data, header_size + f.size() - offset, offset);
     }
 
+    /// A small write goes out as one buffer, copied: the kernel takes a plain
+    /// send of cursor frames for less than a sendmsg of their pieces.
+    void coalesce() noexcept {
+        if (buffer_count_ < 2 || bytes_ > flat_.size()) return;
+        char* out = flat_.data();
+        for (std::size_t i = 0; i < buffer_count_; ++i)
+            out = std::copy_n(static_cast<char const*>(buffers_[i].iov_base), buffers_[i].iov_len, out);
+        buffers_[0] = {flat_.data(), bytes_};
+        buffer_count_ = 1;
+    }
+
     std::span<iovec const> buffers() const noexcept { return {buffers_.data(), buffer_count_}; }
     std::span<piece const> pieces() const noexcept { return {pieces_.data(), piece_count_}; }
     std::size_t bytes() const noexcept { return bytes_; }
@@ -250,6 +263,7 @@ private:
     }
 
     std::array<iovec, max_buffers> buffers_;
+    std::array<char, 4096> flat_;
     std::array<std::array<unsigned char, ws_max_header_bytes>, max_buffers> headers_;
     std::array<piece, max_buffers> pieces_;
     std::size_t buffer_count_ = 0;
@@ -334,7 +348,7 @@ private:
 
     ws_connection* find(connection_id id) {
         auto it = connections_.find(id);
-        return it == connections_.end() ? nullptr : &it->second;
+        return it == connections_.end() ? nullptr : it->second.get();
     }
     ws_control& control_of(ws_connection& c) {
         if (!c.control) c.control = std::make_unique<ws_control>();
@@ -395,7 +409,9 @@ private:
     refusal_log refusal_log_;
     websocket_refusals refusals_;
     transport_metrics metrics_;  // plain counters: this server's thread alone writes them
-    std::unordered_map<connection_id, ws_connection> connections_;
+    // By id, looked up for every frame sent: an open-addressing table of
+    // pointers (a connection stays where it is while the table grows).
+    boost::unordered_flat_map<connection_id, std::unique_ptr<ws_connection>> connections_;
     std::unordered_map<std::uint64_t, std::weak_ptr<http_session>> http_sessions_;
     std::vector<connection_id> dirty_;     // connections the next flush writes
     std::vector<connection_id> flushing_;  // the ones the running flush writes
@@ -572,7 +588,8 @@ inline ws_http::status ws_server::upgrade(ws_beast::tcp_stream& stream,
     auto const target = std::string_view(req.target().data(), req.target().size());
     connection_info const info{format_endpoint(remote), query_param(target, "apiKey"), offered_subprotocols(req)};
     // Registered before on_open, so that send() and close() made inside it count.
-    auto& c = connections_.try_emplace(id, id, remote, opts_.max_send_queue_bytes).first->second;
+    auto& c = *connections_.try_emplace(id, std::make_unique<ws_connection>(id, remote, opts_.max_send_queue_bytes))
+                   .first->second;
     c.gated = gate_ != nullptr;
     auto const verdict = ask_core(id, info);
     if (!verdict.accept) {
@@ -688,7 +705,7 @@ inline void ws_server::stop(std::function<void()> done) {
         // Sessions end (and leave the map) as their aborted operations complete.
         for (auto& [key, weak] : http_sessions_)
             if (auto s = weak.lock()) s->abort();
-        for (auto& [id, c] : connections_) request_close(c, close_code::going_away, "server shutting down");
+        for (auto& [id, c] : connections_) request_close(*c, close_code::going_away, "server shutting down");
     }
     check_done();
 }
@@ -720,9 +737,9 @@ inline void ws_server::detach() {
     // stops counting them now.
     poller_.cancel();
     for (auto& [id, c] : connections_) {
-        c.socket.close();
-        if (c.gated && gate_) gate_->leave(address_of(c.remote));
-        c.gated = false;
+        c->socket.close();
+        if (c->gated && gate_) gate_->leave(address_of(c->remote));
+        c->gated = false;
     }
 }
 
@@ -749,6 +766,7 @@ inline void ws_server::on_events(boost::system::error_code ec) {
             auto* c = find(ev.data.u64);
             if (!c) continue;  // ended earlier in this batch
             if ((ev.events & EPOLLOUT) && c->awaiting_write) on_writable(*c);
+            if (ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->input_ends = true;
             if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_closed) read_available(*c);
         }
         in_events_ = false;
@@ -787,8 +805,10 @@ inline void ws_server::read_available(ws_connection& c) {
         metrics_.bytes_in += n;
         if (!take(c, {read_buffer_.get(), n})) return;
         if (c.peer_closed) return;
-        // A short read drained the socket; the poller reports the next bytes.
-        if (n < ws_read_buffer_bytes) return;
+        // A short read drained the socket, and the poller reports the next
+        // bytes; but a FIN that came with the last of them (edge-triggered:
+        // in the same event) shows only to the read after.
+        if (n < ws_read_buffer_bytes && !c.input_ends) return;
     }
 }
 
@@ -921,6 +941,7 @@ inline void ws_server::write_out(ws_connection& c) {
         c.unacked = 0xFFFFFFFF;
     }
     while (gather(c)) {
+        gather_.coalesce();
         boost::system::error_code ec;
         std::size_t const n = c.socket.write_some(gather_.buffers(), ec);
         if (n > 0) c.drained = ticks_;
@@ -1097,7 +1118,8 @@ inline bool ws_server::stalled(ws_connection& c) {
 inline void ws_server::on_tick() {
     ++ticks_;
     expired_.clear();
-    for (auto& [id, c] : connections_) {
+    for (auto& [id, ptr] : connections_) {
+        auto& c = *ptr;
         if (c.state == ws_state::closing || c.state == ws_state::close_sent) {
             if (tick_reached(c.control->deadline)) expired_.push_back(id);
             continue;
