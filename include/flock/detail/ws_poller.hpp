@@ -10,7 +10,7 @@
 // many connections it reports. A message then costs its recv, as in a
 // hand-written epoll server.
 //
-// Linux only (epoll), as is the rest of the WebSocket transport.
+// Linux only (epoll).
 #pragma once
 
 #include <flock/transport/concept.hpp>

@@ -732,9 +732,9 @@ inline void ws_server::detach() {
     auto https = std::move(http_sessions_);
     for (auto& [key, weak] : https)
         if (auto s = weak.lock()) s->abort();
-    // The connections leave the map as their cancelled waits complete; any
-    // left then go with the server. A gate shared with other transports
-    // stops counting them now.
+    // The sockets close now and the connections go with the server (a read
+    // or write still posted finds its socket closed and ends it). A gate
+    // shared with other transports stops counting them now.
     poller_.cancel();
     for (auto& [id, c] : connections_) {
         c->socket.close();
@@ -742,9 +742,6 @@ inline void ws_server::detach() {
         c->gated = false;
     }
 }
-
-// ============================================================================
-// ws_server: reading
 
 // ============================================================================
 // ws_server: the sockets' events
