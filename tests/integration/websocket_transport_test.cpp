@@ -227,14 +227,14 @@ public:
     void hold() {
         auto holding = std::make_shared<std::promise<void>>();
         auto released = std::make_shared<std::promise<void>>();
-        release_ = released;
+        held = released;
         net::post(ioc, [holding, released] {
             holding->set_value();
             released->get_future().wait();
         });
         holding->get_future().wait();
     }
-    void release() { std::exchange(release_, nullptr)->set_value(); }
+    void release() { std::exchange(held, nullptr)->set_value(); }
 
     /// stop() on the io thread; true when `done` came within the timeout.
     bool stop(std::chrono::milliseconds timeout = 5s) {
@@ -254,12 +254,8 @@ public:
     std::future<void> thread_done = io_finished.get_future();
     std::thread thread;
     std::uint16_t port = 0;
-
-private:
-    std::shared_ptr<std::promise<void>> release_;
-
-public:
     bool stopped = false;
+    std::shared_ptr<std::promise<void>> held;  ///< set by hold(), kept until release()
 };
 
 inline auto elapsed_since(std::chrono::steady_clock::time_point t0) {
