@@ -185,6 +185,7 @@ struct ws_connection {
     bool dirty = false;            ///< listed for the next flush
     bool held = false;             ///< listed in the write delay's queue (options::write_delay)
     bool awaiting_write = false;   ///< a write was cut: waiting for writability
+    bool behind = false;           ///< a write was cut, and what was queued then is not all out yet
     bool ping_sent = false;        ///< pinged since bytes last arrived
     bool peer_closed = false;      ///< the peer's close arrived: ours is the last thing to write
     bool discarding = false;       ///< the input broke the protocol: the rest is read and dropped
@@ -193,8 +194,10 @@ struct ws_connection {
 
     /// Bytes of an earlier write are still unsent: the socket refused part of
     /// a write and has not taken the rest. Only then may stale cursor frames
-    /// be replaced (docs/protocol.md, "Slow readers").
-    bool congested() const noexcept { return awaiting_write || cut != piece::none; }
+    /// be replaced (docs/protocol.md, "Slow readers"). Room to write ends it
+    /// only once the flush that follows has written the queue out: frames
+    /// that arrive between the two are still behind the refused bytes.
+    bool congested() const noexcept { return awaiting_write || behind || cut != piece::none; }
 };
 
 /// One gather write being put together: its buffers, the frame headers they
@@ -958,6 +961,7 @@ inline void ws_server::write_out(ws_connection& c) {
             return;
         }
     }
+    c.behind = false;  // all out
     if (c.state == ws_state::close_sent && c.peer_closed) {  // our answer to the peer's close is out
         finish(c, {});
         return;
@@ -1025,7 +1029,7 @@ inline void ws_server::account(ws_connection& c, std::size_t written) {
 // The poller reports room to write; the recheck makes sure room that came
 // before this wait is reported too.
 inline void ws_server::wait_writable(ws_connection& c) {
-    c.awaiting_write = true;
+    c.awaiting_write = c.behind = true;
     boost::system::error_code ec;
     poller_.recheck(c.socket, c.id, ec);
     if (ec) finish(c, ec);
