@@ -190,6 +190,7 @@ struct ws_connection {
     bool peer_closed = false;      ///< the peer's close arrived: ours is the last thing to write
     bool discarding = false;       ///< the input broke the protocol: the rest is read and dropped
     bool input_ends = false;       ///< the poller saw the peer's FIN (or an error): read to it, past short reads
+    bool read_posted = false;      ///< its reading goes on in a posted turn: the poller's reports wait for it
     bool gated = false;            ///< counted by the connection gate: leaves it when it ends
 
     /// Bytes of an earlier write are still unsent: the socket refused part of
@@ -767,7 +768,8 @@ inline void ws_server::on_events(boost::system::error_code ec) {
             if (!c) continue;  // ended earlier in this batch
             if ((ev.events & EPOLLOUT) && c->awaiting_write) on_writable(*c);
             if (ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->input_ends = true;
-            if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_closed) read_available(*c);
+            if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->peer_closed && !c->read_posted)
+                read_available(*c);
         }
         in_events_ = false;
         if (!dirty_.empty()) flush_dirty();
@@ -781,7 +783,10 @@ inline void ws_server::on_events(boost::system::error_code ec) {
 // ws_server: reading
 
 inline void ws_server::on_readable(connection_id id) {
-    if (auto* c = find(id)) read_available(*c);
+    auto* c = find(id);
+    if (!c) return;
+    c->read_posted = false;
+    read_available(*c);
 }
 
 // Reads until the socket is drained, handling every complete frame. The
@@ -789,7 +794,8 @@ inline void ws_server::on_readable(connection_id id) {
 // drained must come back, as the posted read does).
 inline void ws_server::read_available(ws_connection& c) {
     for (int reads = 0;; ++reads) {
-        if (reads == ws_reads_per_turn) {  // not drained yet: go on after the others
+        if (reads == ws_reads_per_turn) {  // not drained yet: go on after the others, once
+            c.read_posted = true;
             ws_net::post(ex_, [self = shared_from_this(), id = c.id] { self->on_readable(id); });
             return;
         }
