@@ -2,6 +2,12 @@
 // to with raw frames. Reads land in the worker's shared 64 KiB buffer and are
 // parsed many frames at a time; writes go straight to the socket (non-blocking)
 // and only queue when the kernel will not take them.
+//
+// Asio connects the socket; then it joins the worker's own edge-triggered
+// epoll set (flock's ws_poller, as in the server), so that a read costs its
+// recv and not also the epoll_ctl with which Asio re-arms a descriptor on
+// every wait: a fifth of the generator's CPU, which caps what a machine of
+// two cores can measure.
 #pragma once
 
 #include "codec.hpp"
@@ -9,6 +15,8 @@
 #include "stats.hpp"
 #include "target.hpp"
 #include "ws_wire.hpp"
+
+#include <flock/detail/ws_poller.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -34,9 +42,10 @@ struct run_config {
 
 /// What the connections of one worker thread share.
 struct worker_context {
-    explicit worker_context(run_config const& c, unsigned seed) : cfg(c), rng(seed) {}
+    worker_context(run_config const& c, unsigned seed, flk::detail::ws_poller& p) : cfg(c), poller(p), rng(seed) {}
 
     run_config const& cfg;
+    flk::detail::ws_poller& poller;  ///< the worker's connections, once connected
     worker_stats stats;
     histogram recent_latency;      ///< for the live display
     std::vector<char> buffer;      ///< every read lands here
@@ -51,10 +60,11 @@ struct worker_context {
 
 class connection {
 public:
-    /// Connection `id` of the run; `checked`: read message content. Ids
-    /// from --connections on are churning users (--churn), never checked.
-    connection(boost::asio::io_context& io, worker_context& ctx, std::uint32_t id, bool checked)
-        : ctx_(ctx), socket_(io), id_(id), checked_(checked && id < ctx.cfg.opts.connections),
+    /// Connection `id` of the run, the worker's `index`-th; `checked`: read
+    /// message content. Ids from --connections on are churning users
+    /// (--churn), never checked.
+    connection(boost::asio::io_context& io, worker_context& ctx, std::uint32_t index, std::uint32_t id, bool checked)
+        : ctx_(ctx), socket_(io), index_(index), id_(id), checked_(checked && id < ctx.cfg.opts.connections),
           churner_(id >= ctx.cfg.opts.connections) {
         auto const& o = ctx.cfg.opts;
         if (churner_) {
@@ -105,6 +115,23 @@ public:
     void check_deadline(std::int64_t now) {
         if (state_ == state::connecting || state_ == state::upgrading || state_ == state::joining)
             if (now > deadline_us_) lose(std::string("timeout while ") + state_name());
+    }
+
+    /// The worker's index of the connection and its socket's generation,
+    /// as the poller reports them.
+    std::uint64_t poll_key() const { return std::uint64_t{generation_} << 32 | index_; }
+    static std::uint32_t index_of(std::uint64_t key) { return static_cast<std::uint32_t>(key); }
+
+    /// The poller has news of the socket behind `key`: input (or its end, or
+    /// an error, which the read finds), or room to write.
+    void on_events(std::uint64_t key, std::uint32_t events) {
+        if (key != poll_key() || state_ == state::closed) return;  // a socket of an earlier cycle
+        if ((events & EPOLLOUT) && !outbox_.empty()) on_writable();
+        if (state_ == state::closed) return;
+        // With edge-triggered events, an end of input that came with the last
+        // bytes is reported once: read on past short reads to find it.
+        bool const ends = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+        if (events & EPOLLIN || ends) on_readable(ends);
     }
 
     /// End of the run: a polite close frame, then the socket goes. One that
@@ -194,11 +221,12 @@ private:
         if (ec) return lose("connect: " + ec.message());
         socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);  // frames are small: no Nagle delay
         socket_.non_blocking(true, ec);
+        if (!ec) sock_ = flk::detail::ws_socket(socket_.release(ec));  // from Asio's reactor to the poller
+        if (!ec) ctx_.poller.add(sock_, poll_key(), ec);
         if (ec) return lose("connect: " + ec.message());
         state_ = state::upgrading;
         auto const& t = ctx_.cfg.targets[id_ % ctx_.cfg.targets.size()];
         send_raw(ws::upgrade_request(t.host, t.path, ws::make_key(ctx_.rng), ctx_.cfg.wire.subprotocol()));
-        wait_readable();
     }
 
     /// Consumes the upgrade response; false while it is incomplete or failed.
@@ -248,26 +276,18 @@ private:
 
     // ------------------------------------------------------------ reading
 
-    void wait_readable() {
-        socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
-                           [this, g = generation_](boost::system::error_code ec) {
-                               if (g == generation_) on_readable(ec);
-                           });
-    }
-
     /// Reads until the socket is drained. A read that does not fill the
     /// buffer took everything there was (as nginx assumes with edge-triggered
     /// epoll): data arriving later raises a new event, so no extra read that
-    /// would only say EAGAIN.
-    void on_readable(boost::system::error_code ec) {
-        if (state_ == state::closed) return;
-        if (ec) return lose("read: " + ec.message());
+    /// would only say EAGAIN -- unless the input `ends`, whose end must be read.
+    void on_readable(bool ends) {
         auto& buf = ctx_.buffer;
         for (;;) {
             auto const carried = inbox_.size();
             if (buf.size() < carried + read_chunk) buf.resize(carried + read_chunk);
             auto const space = buf.size() - carried;
-            auto const n = socket_.read_some(boost::asio::buffer(buf.data() + carried, space), ec);
+            boost::system::error_code ec;
+            auto const n = sock_.read_some(buf.data() + carried, space, ec);
             if (ec == boost::asio::error::would_block) break;
             if (ec == boost::asio::error::eof) return lose("connection closed without a close frame");
             if (ec) return lose("read: " + ec.message());
@@ -277,9 +297,8 @@ private:
             ctx_.read_in_window = ctx_.cfg.control.in_window(ctx_.read_time_us);
             consume(std::string_view(buf.data(), carried + n));
             if (state_ == state::closed) return;
-            if (n < space) break;
+            if (n < space && !ends) break;
         }
-        wait_readable();
     }
 
     /// Parses every complete frame in `data`; keeps a partial one for later.
@@ -419,27 +438,32 @@ private:
             outbox_.append(bytes);
             return;
         }
-        boost::system::error_code ec;
-        auto n = socket_.write_some(boost::asio::buffer(bytes.data(), bytes.size()), ec);
-        if (ec == boost::asio::error::would_block) n = 0;
-        else if (ec) return lose("write: " + ec.message());
-        if (n == bytes.size()) return;
+        auto const n = write(bytes);
+        if (state_ == state::closed || n == bytes.size()) return;
         outbox_.assign(bytes.substr(n));
         wait_writable();
     }
 
-    void wait_writable() {
-        socket_.async_wait(boost::asio::ip::tcp::socket::wait_write,
-                           [this, g = generation_](boost::system::error_code ec) {
-                               if (g == generation_) on_writable(ec);
-                           });
+    /// One write of `bytes`: what the socket took (a failure loses the connection).
+    std::size_t write(std::string_view bytes) {
+        iovec const piece{const_cast<char*>(bytes.data()), bytes.size()};
+        boost::system::error_code ec;
+        auto const n = sock_.write_some({&piece, 1}, ec);
+        if (ec && ec != boost::asio::error::would_block) lose("write: " + ec.message());
+        return n;
     }
 
-    void on_writable(boost::system::error_code ec) {
+    /// A write was cut: the poller reports the room to write, also room that
+    /// came before it was asked (a fresh report, not only the next edge).
+    void wait_writable() {
+        boost::system::error_code ec;
+        ctx_.poller.recheck(sock_, poll_key(), ec);
+        if (ec) lose("write: " + ec.message());
+    }
+
+    void on_writable() {
+        auto const n = write(outbox_);
         if (state_ == state::closed) return;
-        if (ec) return lose("write: " + ec.message());
-        auto const n = socket_.write_some(boost::asio::buffer(outbox_), ec);
-        if (ec && ec != boost::asio::error::would_block) return lose("write: " + ec.message());
         outbox_.erase(0, n);
         if (!outbox_.empty()) wait_writable();
     }
@@ -466,18 +490,21 @@ private:
         if (state_ == state::joining || state_ == state::joined) --ctx_.open;
         if (state_ == state::joined) --ctx_.joined;
         state_ = state::closed;
+        sock_.close();  // which also takes it out of the poller's set
         boost::system::error_code ec;
-        socket_.close(ec);
+        socket_.close(ec);  // one still connecting
     }
 
     worker_context& ctx_;
-    boost::asio::ip::tcp::socket socket_;
+    boost::asio::ip::tcp::socket socket_;  ///< while connecting
+    flk::detail::ws_socket sock_;          ///< once connected
+    std::uint32_t index_;
     std::uint32_t id_;
     bool checked_;
     bool churner_;
     state state_ = state::idle;
     std::int64_t cycle_at_us_ = 0;  ///< churning users: when to leave (or retry)
-    std::uint64_t generation_ = 0;  ///< socket generations: a churning user reconnects
+    std::uint32_t generation_ = 0;  ///< socket generations: a churning user reconnects
     std::uint32_t room_base_ = 0;
     std::uint32_t slot_ = 0;
     std::uint32_t members_ = 0;  ///< users in this connection's room

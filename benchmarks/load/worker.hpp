@@ -25,13 +25,15 @@ class worker {
 public:
     /// Serves the connections whose ids are `ids` (ascending).
     worker(run_config const& cfg, unsigned index, std::vector<std::uint32_t> const& ids)
-        : ctx_(cfg, index + 1), timer_(io_) {
+        : ctx_(cfg, index + 1, poller_), timer_(io_) {
         auto const& o = cfg.opts;
         // Sampled connections are spread evenly over all ids.
         auto checked = [&](std::uint32_t id) {
             return std::floor((id + 1) * o.sample) > std::floor(id * o.sample);
         };
-        for (auto id : ids) conns_.push_back(std::make_unique<connection>(io_, ctx_, id, checked(id)));
+        for (auto id : ids)
+            conns_.push_back(std::make_unique<connection>(io_, ctx_, static_cast<std::uint32_t>(conns_.size()), id,
+                                                          checked(id)));
         ctx_.unsettled = static_cast<std::uint64_t>(
             std::ranges::count_if(conns_, [](auto const& c) { return !c->churner(); }));
         // Idle users are visited once a second, for their heartbeats only.
@@ -44,6 +46,7 @@ public:
     void run() {
         timer_.expires_at(ctx_.cfg.clock.at(0));
         schedule();
+        watch();
         io_.run();
     }
 
@@ -58,6 +61,16 @@ private:
     void schedule() {
         timer_.async_wait([this](boost::system::error_code ec) {
             if (!ec) on_tick();
+        });
+    }
+
+    /// The connections' sockets: one wait per turn of the loop for all of them.
+    void watch() {
+        poller_.async_wait([this](boost::system::error_code ec) {
+            if (ec) return;
+            for (epoll_event const& ev : poller_.poll())
+                conns_[connection::index_of(ev.data.u64)]->on_events(ev.data.u64, ev.events);
+            watch();
         });
     }
 
@@ -146,6 +159,7 @@ private:
     }
 
     boost::asio::io_context io_{1};  // first: destroyed after the sockets and the timer
+    flk::detail::ws_poller poller_{io_.get_executor()};
     worker_context ctx_;
     boost::asio::steady_timer timer_;
     std::vector<std::unique_ptr<connection>> conns_;
