@@ -11,6 +11,7 @@
 // "other"), refusal reasons, shard numbers. Never a room or a user.
 #pragma once
 
+#include <flock/detail/http_util.hpp>
 #include <flock/http.hpp>
 #include <flock/options.hpp>
 #include <flock/protocol.hpp>
@@ -360,7 +361,7 @@ inline http_route metrics_route(metrics_gatherer gather, std::optional<std::stri
             reply({.status = 405, .body = "GET only\n", .headers = {{"Allow", "GET, HEAD"}}});
             return true;
         }
-        if (!allowed.empty() && std::ranges::find(allowed, req.remote_address) == allowed.end()) {
+        if (!allowed.empty() && !detail::address_listed(allowed, req.remote_address)) {
             reply({.status = 403, .body = "forbidden\n", .headers = {}});
             return true;
         }

@@ -24,6 +24,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -70,51 +71,67 @@ struct instance {
         if (admin->enabled()) admin->attach(flk::admin_backend_of(*srv), name);
         if (registry) registry->attach(flk::admin_backend_of(*srv), name);
         admin_thread = std::thread([this] { io.run(); });
-        // Ready: the admin hears close orders, and every shard's broker is connected.
-        if (admin->enabled()) {
-            std::promise<void> ready;
-            admin->when_ready([&] { ready.set_value(); });
-            BOOST_REQUIRE(ready.get_future().wait_for(10s) == std::future_status::ready);
+        // A readiness check that fails throws from here, where no destructor
+        // runs: stop what was started first, or the joinable thread aborts
+        // the whole test program instead of failing this test.
+        try {
+            wait_ready();
+        } catch (...) {
+            shut_down();
+            throw;
         }
+    }
+    ~instance() { shut_down(); }
+
+    // Ready: the admin hears close orders, every shard's broker is connected,
+    // and this instance's record is in Redis.
+    void wait_ready() {
+        if (admin->enabled()) await([&](auto done) { admin->when_ready(done); }, "the admin ready");
         if constexpr (requires(Server& s) { s.broker().on_state_change(nullptr); }) {
-            for (std::size_t i = 0; i < srv->size(); ++i) {
-                auto up = std::make_shared<std::promise<void>>();
-                auto f = up->get_future();
-                srv->post(i, [up](std::size_t, Server& s) {
-                    if (s.broker().connected()) return up->set_value();
-                    s.broker().on_state_change([up, told = false](bool is_up, std::string const&) mutable {
-                        if (is_up && !std::exchange(told, true)) up->set_value();
-                    });
-                });
-                BOOST_REQUIRE(f.wait_for(10s) == std::future_status::ready);
-            }
+            for (std::size_t i = 0; i < srv->size(); ++i)
+                await(
+                    [&](auto done) {
+                        srv->post(i, [done](std::size_t, Server& s) {
+                            if (s.broker().connected()) return done();
+                            s.broker().on_state_change([done, told = false](bool is_up, std::string const&) mutable {
+                                if (is_up && !std::exchange(told, true)) done();
+                            });
+                        });
+                    },
+                    "a shard's broker connected");
         }
         if (registry) published();
     }
-    // A graceful stop, in flock-server's order: the record first, then the server.
-    ~instance() {
-        if (registry) {
-            std::promise<void> gone;
-            registry->stop([&] { gone.set_value(); });
-            gone.get_future().wait_for(10s);
-        }
-        std::promise<void> done;
-        srv->stop([&] { done.set_value(); });
-        done.get_future().wait_for(10s);
+    // A graceful stop, in flock-server's order: the record first, then the
+    // server. Once only.
+    void shut_down() {
+        if (!admin_thread.joinable()) return;
+        if (registry) await([&](auto done) { registry->stop(done); }, "the registry stopped", false);
+        await([&](auto done) { srv->stop(done); }, "the server stopped", false);
         srv->join();
         admin->stop();
         work.reset();
         admin_thread.join();
+    }
+    // Calls `arm` with a callback and waits up to 10 s for it to be called
+    // (the callback may still come later: it holds its own promise). A wait
+    // that times out is a failed requirement, or with `required` false only
+    // a failed check (in a destructor, which must not throw).
+    template <class Arm>
+    static void await(Arm&& arm, char const* what, bool required = true) {
+        auto p = std::make_shared<std::promise<void>>();
+        auto f = p->get_future();
+        arm([p, once = std::make_shared<std::once_flag>()] { std::call_once(*once, [&] { p->set_value(); }); });
+        bool const ok = f.wait_for(10s) == std::future_status::ready;
+        if (required) BOOST_REQUIRE_MESSAGE(ok, "waited 10 s for " << what);
+        else BOOST_CHECK_MESSAGE(ok, "waited 10 s for " << what);
     }
     std::uint16_t port() const { return srv->port(); }
     std::string origin() const { return "http://127.0.0.1:" + std::to_string(srv->port()); }
     std::string name() const { return "127.0.0.1:" + std::to_string(srv->port()); }
     // Waits until this instance's record, gathered from now on, is in Redis.
     void published() {
-        auto p = std::make_shared<std::promise<void>>();
-        auto f = p->get_future();
-        registry->when_published([p] { p->set_value(); });
-        BOOST_REQUIRE(f.wait_for(10s) == std::future_status::ready);
+        await([&](auto done) { registry->when_published(done); }, "the record published");
     }
 };
 

@@ -406,6 +406,27 @@ BOOST_AUTO_TEST_CASE(health_answers_json) {
     BOOST_TEST(flk::test::http_get(s.port, "/health?probe=1").status == 200);
 }
 
+// FLOCK_HOST=:: listens on IPv6 and IPv4 at once; an IPv4 client then comes
+// in as ::ffff:a.b.c.d. Routes (and so FLOCK_METRICS_ALLOW and the admin's
+// trusted proxies) must see the address a user would write: a.b.c.d.
+BOOST_AUTO_TEST_CASE(a_dual_stack_listener_shows_an_ipv4_client_to_routes_as_ipv4) {
+    std::mutex mu;
+    std::string seen;
+    server s([&](flk::options& o) {
+        o.host = "::";
+        o.http_routes.push_back([&](flk::http_request const& req, flk::http_responder& reply) {
+            if (req.path != "/who") return false;
+            std::lock_guard lk(mu);
+            seen = req.remote_address;
+            reply({.body = "ok"});
+            return true;
+        });
+    });
+    BOOST_TEST(flk::test::http_get(s.port, "/who").status == 200);  // from 127.0.0.1
+    std::lock_guard lk(mu);
+    BOOST_TEST(seen == "127.0.0.1");
+}
+
 BOOST_AUTO_TEST_CASE(unknown_path_or_method_is_404) {
     server s;
     BOOST_TEST(flk::test::http_get(s.port, "/nope").status == 404);

@@ -118,6 +118,23 @@ BOOST_AUTO_TEST_CASE(only_trusted_proxies_are_believed) {
     BOOST_TEST(!adm::same_origin_post(r, trusted));
 }
 
+// FLOCK_TRUSTED_PROXIES and FLOCK_METRICS_ALLOW name clients however the
+// operator writes them; the peer of a dual-stack listener's IPv4 client is
+// shown as IPv4 (websocket_transport_test checks that side).
+BOOST_AUTO_TEST_CASE(listed_addresses_match_however_they_are_written) {
+    using flk::detail::address_listed;
+    BOOST_TEST(address_listed({"::ffff:10.0.0.5"}, "10.0.0.5"));
+    BOOST_TEST(address_listed({"10.0.0.5"}, "10.0.0.5"));
+    BOOST_TEST(address_listed({"FD00:0:0::5"}, "fd00::5"));
+    BOOST_TEST(!address_listed({"10.0.0.0/8"}, "10.0.0.5"));  // no ranges
+    BOOST_TEST(!address_listed({"10.0.0.50", "::1"}, "10.0.0.5"));
+    BOOST_TEST(!address_listed({}, "10.0.0.5"));
+    flk::http_request r;
+    r.remote_address = "127.0.0.1";
+    r.headers = {{"X-Forwarded-Proto", "https"}};
+    BOOST_TEST(adm::view_of(r, {"::ffff:127.0.0.1"}).secure);  // as docs/admin.md once said to write it
+}
+
 BOOST_AUTO_TEST_CASE(markup_is_escaped_and_colours_are_plain_or_text) {
     BOOST_TEST(adm::html_escape(R"(<a href="x" onclick='y'>&</a>)") ==
                "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;");

@@ -122,7 +122,7 @@ struct client_view {
 inline client_view view_of(http_request const& req, std::vector<std::string> const& trusted_proxies) {
     client_view v;
     v.address = req.remote_address;
-    bool const trusted = std::ranges::find(trusted_proxies, req.remote_address) != trusted_proxies.end();
+    bool const trusted = address_listed(trusted_proxies, req.remote_address);
     if (trusted) {
         v.secure = lower_ascii(req.header("x-forwarded-proto")) == "https";
         // The last entry is the one the trusted proxy added: the peer it saw.

@@ -1,7 +1,11 @@
 // Small, I/O-free helpers for HTTP request targets: path, query parameters,
-// percent-decoding, comma-separated lists. Used by the WebSocket transport.
+// percent-decoding, comma-separated lists, client addresses. Used by the
+// WebSocket transport.
 #pragma once
 
+#include <boost/asio/ip/address.hpp>
+
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,6 +82,25 @@ inline void split_comma_list(std::string_view value, std::vector<std::string>& o
         if (comma == std::string_view::npos) break;
         value.remove_prefix(comma + 1);
     }
+}
+
+/// An address as flock shows a client's (http_request::remote_address): the
+/// short lower-case form, and an IPv4-mapped IPv6 address as the IPv4 one
+/// (what an IPv4 client of a dual-stack listener is). Anything that is not
+/// an address is returned as it is.
+inline std::string canonical_address(std::string_view text) {
+    boost::system::error_code ec;
+    auto addr = boost::asio::ip::make_address(std::string(text), ec);
+    if (ec) return std::string(text);
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+        addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());
+    return addr.to_string();
+}
+
+/// Whether `peer` (a remote_address) is one of the configured `addresses`,
+/// however each is written: `::ffff:10.0.0.5` and `10.0.0.5` are one client.
+inline bool address_listed(std::vector<std::string> const& addresses, std::string_view peer) {
+    return std::ranges::any_of(addresses, [&](std::string const& a) { return canonical_address(a) == peer; });
 }
 
 }  // namespace flk::detail

@@ -1256,8 +1256,7 @@ inline bool http_session::route(ws_http::request<ws_http::string_body> const& re
         r.query = r.target.substr(q + 1, r.target.find('#', q) - q - 1);
     for (auto const& f : req) r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     r.body = req.body();
-    boost::system::error_code ec;
-    r.remote_address = remote_.address().to_string(ec);
+    r.remote_address = address_of(remote_);  // an IPv4 client of a dual-stack listener as IPv4
     http_responder reply = [self = shared_from_this(), keep_alive](http_response res) {
         ws_net::post(self->stream_.get_executor(), [self, keep_alive, res = std::move(res)]() mutable {
             self->answer(std::move(res), keep_alive);
