@@ -1060,10 +1060,10 @@ private:
 
     void on_broadcast(std::string_view room, std::string_view payload) {
         if (!members_.following(room)) return;  // unsubscribed meanwhile
-        boost::system::error_code ec;
-        auto v = boost::json::parse(payload, ec);
-        auto const* env = v.if_object();
-        if (ec || !env) return log_.debug("dropped a broadcast that is not a JSON object", {{"room", room}});
+        json_wire::stack_arena arena;  // as a client's frame: no heap for a typical envelope, bounded depth
+        auto v = json_wire::parse(payload, arena);
+        auto const* env = v ? v->if_object() : nullptr;
+        if (!env) return log_.debug("dropped a broadcast that is not a JSON object", {{"room", room}});
         auto const* id = env->if_contains("instanceId");
         if (id && id->is_string() && id->get_string() == instance_) return;  // our own
         auto const* inner = env->if_contains("message");
