@@ -1060,7 +1060,7 @@ private:
 
     void on_broadcast(std::string_view room, std::string_view payload) {
         if (!members_.following(room)) return;  // unsubscribed meanwhile
-        json_wire::stack_arena arena;  // as a client's frame: no heap for a typical envelope, bounded depth
+        json_wire::stack_arena arena;  // as a client's frame: a typical envelope parses without the heap
         auto v = json_wire::parse(payload, arena);
         auto const* env = v ? v->if_object() : nullptr;
         if (!env) return log_.debug("dropped a broadcast that is not a JSON object", {{"room", room}});
