@@ -131,7 +131,7 @@ public:
         // With edge-triggered events, an end of input that came with the last
         // bytes is reported once: read on past short reads to find it.
         bool const ends = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
-        if (events & EPOLLIN || ends) on_readable(ends);
+        if ((events & EPOLLIN) || ends) on_readable(ends);
     }
 
     /// End of the run: a polite close frame, then the socket goes. One that

@@ -84,17 +84,21 @@ inline void split_comma_list(std::string_view value, std::vector<std::string>& o
     }
 }
 
-/// An address as flock shows a client's (http_request::remote_address): the
-/// short lower-case form, and an IPv4-mapped IPv6 address as the IPv4 one
-/// (what an IPv4 client of a dual-stack listener is). Anything that is not
-/// an address is returned as it is.
+/// An IPv4-mapped IPv6 address (what an IPv4 client of a dual-stack listener
+/// is) as the IPv4 one; any other address as it is.
+inline boost::asio::ip::address unmapped(boost::asio::ip::address const& a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped())
+        return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
+    return a;
+}
+
+/// An address as flock shows a client's (http_request::remote_address):
+/// unmapped, in the short lower-case form. Anything that is not an address
+/// is returned as it is.
 inline std::string canonical_address(std::string_view text) {
     boost::system::error_code ec;
-    auto addr = boost::asio::ip::make_address(std::string(text), ec);
-    if (ec) return std::string(text);
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-        addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());
-    return addr.to_string();
+    auto const addr = boost::asio::ip::make_address(text, ec);
+    return ec ? std::string(text) : unmapped(addr).to_string();
 }
 
 /// Whether `peer` (a remote_address) is one of the configured `addresses`,

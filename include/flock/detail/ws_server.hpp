@@ -14,8 +14,9 @@
 //   connections and parses every complete frame there; only the bytes of a
 //   frame cut by the end of a read are kept, until it completes.
 // - Writing: send() only queues (send_queue: shared frames, a byte bound,
-//   conflation once the connection is congested) and marks it dirty. One flush per
-//   turn of the event loop (after the poller's events, or posted), writes each dirty connection's queue in one
+//   conflation once the connection is congested) and marks it dirty. One
+//   flush per turn of the event loop (after the poller's events, or posted)
+//   writes each dirty connection's queue in one
 //   gather write (header, payload, header, payload, ...), so under load many
 //   frames leave in one syscall. A cut write waits for writability. With a
 //   write delay (options::write_delay), cursor frames wait up to that long
@@ -119,9 +120,7 @@ inline constexpr std::size_t ws_max_control_backlog = 1024;
 
 /// "ip:port", "[v6]:port"; IPv4-mapped IPv6 peers are shown as IPv4.
 inline std::string format_endpoint(ws_tcp::endpoint const& ep) {
-    auto addr = ep.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-        addr = ws_net::ip::make_address_v4(ws_net::ip::v4_mapped, addr.to_v6());
+    auto const addr = unmapped(ep.address());
     std::string out;
     if (addr.is_v6()) {
         out += '[';
@@ -136,12 +135,7 @@ inline std::string format_endpoint(ws_tcp::endpoint const& ep) {
 }
 
 /// The client address alone, as the connection limits count it.
-inline std::string address_of(ws_tcp::endpoint const& ep) {
-    auto addr = ep.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-        addr = ws_net::ip::make_address_v4(ws_net::ip::v4_mapped, addr.to_v6());
-    return addr.to_string();
-}
+inline std::string address_of(ws_tcp::endpoint const& ep) { return unmapped(ep.address()).to_string(); }
 
 /// Where a WebSocket connection is in its life.
 enum class ws_state : std::uint8_t {
