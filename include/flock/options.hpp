@@ -73,6 +73,11 @@ struct options {
     /// close is written at once, with the cursors held before it: nothing is
     /// reordered, and only cursors wait.
     std::chrono::milliseconds write_delay{0};
+    /// FLOCK_IO_URING: a flush hands its connections' small writes to the
+    /// kernel in one io_uring submission instead of a send() each; on unless
+    /// 0. Where the build has no liburing or the kernel refuses io_uring,
+    /// writes go out with send() (logged at start).
+    bool io_uring = true;
     /// FLOCK_ALLOWED_ORIGINS: the `Origin` values a WebSocket upgrade may
     /// carry (others get 403); empty = any. A request without `Origin` (not
     /// from a browser) is let through: the check stops other sites' pages.
@@ -184,6 +189,7 @@ struct options {
             o.write_stall = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_WRITE_STALL_MS", *v, 0));
         if (auto v = var("FLOCK_WRITE_DELAY_MS"))
             o.write_delay = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_WRITE_DELAY_MS", *v, 0, 1000));
+        if (auto v = var("FLOCK_IO_URING")) o.io_uring = flag("FLOCK_IO_URING", *v);
         if (auto v = var("FLOCK_JOIN_TIMEOUT_MS"))
             o.join_timeout = std::chrono::milliseconds(number<std::uint32_t>("FLOCK_JOIN_TIMEOUT_MS", *v, 0));
         if (auto v = var("FLOCK_PRESENCE_TTL_SECONDS"))

@@ -1069,8 +1069,46 @@ BOOST_AUTO_TEST_CASE(a_fin_right_behind_the_last_frame_ends_the_connection_at_on
     BOOST_TEST(s.events.wait_closed(id, 1s));
 }
 
-BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order) {
-    server s([](flk::options& o) { o.max_send_queue_bytes = 16 * 1024 * 1024; });
+// One flush writing more connections than one io_uring submission carries
+// (send_batch::capacity), one of them with more than a batched write takes:
+// every client gets its own frames, whole and in order, whichever way the
+// writes go out.
+void a_flush_of_many_connections_delivers_each_its_frames(bool io_uring) {
+    server s([&](flk::options& o) { o.io_uring = io_uring; });
+    if (!io_uring) BOOST_TEST(s.events.logged("writes go out with send()"));
+    else if (s.events.logged("writes go out with send()")) BOOST_TEST_MESSAGE("io_uring is unavailable here: send() was tested");
+    constexpr int n = 300;
+    static_assert(n > flk::detail::send_batch::capacity);
+    std::vector<std::unique_ptr<ws_client>> clients;
+    for (int i = 0; i < n; ++i) clients.push_back(std::make_unique<ws_client>(s.port));
+    s.events.opened(n);
+    auto const frames_for = [](int i) { return i % 50 == 0 ? 12 : 3; };  // 12 KiB: more than a batched write
+    s.hold();  // every command read in one turn, every answer written by one flush
+    for (int i = 0; i < n; ++i) clients[i]->send_text("count " + std::to_string(frames_for(i)));
+    s.release();
+    for (int i = 0; i < n; ++i) {
+        for (int k = 0; k < frames_for(i); ++k) {
+            auto const m = clients[i]->read();
+            BOOST_REQUIRE_MESSAGE(m, "client " << i << " frame " << k);
+            BOOST_REQUIRE(m->starts_with(std::to_string(k) + ' '));
+            BOOST_REQUIRE(m->size() == 1024u);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_of_many_connections_delivers_each_its_frames_through_io_uring) {
+    a_flush_of_many_connections_delivers_each_its_frames(true);
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_of_many_connections_delivers_each_its_frames_with_send) {
+    a_flush_of_many_connections_delivers_each_its_frames(false);
+}
+
+void a_slow_reader_gets_every_frame_in_order(bool io_uring) {
+    server s([&](flk::options& o) {
+        o.max_send_queue_bytes = 16 * 1024 * 1024;
+        o.io_uring = io_uring;
+    });
     ws_client c(s.port);
     // 8 MiB at once: far more than the socket buffers take, so writes are cut
     // and resumed when the client catches up.
@@ -1084,6 +1122,14 @@ BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order) {
     }
     c.send_text("done");
     BOOST_TEST(c.read().value_or("<none>") == "done");
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order_through_io_uring) {
+    a_slow_reader_gets_every_frame_in_order(true);
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order_with_send) {
+    a_slow_reader_gets_every_frame_in_order(false);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

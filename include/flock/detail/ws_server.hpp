@@ -18,7 +18,10 @@
 //   flush per turn of the event loop (after the poller's events, or posted)
 //   writes each dirty connection's queue in one
 //   gather write (header, payload, header, payload, ...), so under load many
-//   frames leave in one syscall. A cut write waits for writability. With a
+//   frames leave in one syscall; and the flush's small writes, one per
+//   connection, go to the kernel together in one io_uring submission
+//   (send_batch.hpp; plain send() where io_uring is unavailable or
+//   options::io_uring is off). A cut write waits for writability. With a
 //   write delay (options::write_delay), cursor frames wait up to that long
 //   first, so that more of them share a write; any other frame flushes at
 //   once, with the cursors queued before it.
@@ -34,6 +37,7 @@
 
 #include <flock/detail/http_util.hpp>
 #include <flock/detail/refusal_log.hpp>
+#include <flock/detail/send_batch.hpp>
 #include <flock/detail/send_queue.hpp>
 #include <flock/detail/ws_poller.hpp>
 #include <flock/detail/ws_frame.hpp>
@@ -376,8 +380,15 @@ private:
     void release_held();
     void arm_delay();
     void flush_dirty();
+    void queue_write(ws_connection& c);
+    void submit_writes();
+    void begin_write(ws_connection& c);
     void write_out(ws_connection& c);
     bool gather(ws_connection& c);
+    enum class after_write { more, wait, failed };
+    after_write settle(ws_connection& c, std::size_t written, boost::system::error_code const& ec);
+    void act(ws_connection& c, after_write next, boost::system::error_code const& ec);
+    void written_out(ws_connection& c);
     void account(ws_connection& c, std::size_t written);
     void wait_writable(ws_connection& c);
     void on_writable(ws_connection& c);
@@ -425,6 +436,7 @@ private:
     std::vector<connection_id> stalled_;   // likewise: their sockets took no bytes for the stall limit
     std::unique_ptr<char[]> read_buffer_;
     ws_gather gather_;
+    send_batch batch_;  // a flush's writes, submitted together (when enabled)
     std::vector<std::function<void()>> done_;
     connection_id next_id_ = 1;
     std::uint64_t next_http_ = 1;
@@ -516,6 +528,8 @@ inline void ws_server::start() {
     if (ec) fail("listen");
     port_ = acceptor_.local_endpoint(ec).port();
     log_.info("listening", {{"host", opts_.host}, {"port", port_}});
+    std::string why = "FLOCK_IO_URING=0";
+    if (!opts_.io_uring || !batch_.open(why)) log_.info("writes go out with send(), one call each", {{"reason", why}});
     do_accept();
 }
 
@@ -928,40 +942,91 @@ inline void ws_server::flush_dirty() {
         auto* c = find(id);
         if (!c) continue;
         c->dirty = false;
-        write_out(*c);
+        begin_write(*c);
+        if (batch_.enabled()) queue_write(*c);
+        else write_out(*c);
     }
     flushing_.clear();
+    submit_writes();
+}
+
+// A connection's first write of this flush joins the batch. The batch is
+// empty whenever the core can be called back (a connection ending, say), so
+// nothing changes a queued connection before its result is accounted for.
+inline void ws_server::queue_write(ws_connection& c) {
+    if (!gather(c) || !batch_.fits(gather_.bytes())) {  // nothing to write (a close may end it), or too much
+        submit_writes();
+        write_out(c);
+        return;
+    }
+    batch_.add(c.socket.native_handle(), gather_.buffers(), gather_.bytes(), c.id);
+    if (batch_.full()) submit_writes();
+}
+
+inline void ws_server::submit_writes() {
+    if (batch_.empty()) return;
+    auto const results = batch_.submit();
+    if (!batch_.enabled()) log_.warn("io_uring refused a batch of writes; writes go out with send() from now on");
+    // First account for every write, calling nothing back: each connection
+    // is still as it was when its write was gathered, so it gathers again
+    // into the same pieces. Then act on each.
+    std::array<after_write, send_batch::capacity> next;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        auto& c = *find(results[i].tag);
+        gather(c);
+        next[i] = settle(c, results[i].bytes, results[i].ec);
+    }
+    for (std::size_t i = 0; i < results.size(); ++i)
+        if (auto* c = find(results[i].tag)) act(*c, next[i], results[i].ec);
+}
+
+// Before a flush writes `c`.
+inline void ws_server::begin_write(ws_connection& c) {
+    if (!c.congested()) {  // caught up so far: the stall clock starts now, if at all
+        c.drained = ticks_;
+        c.unacked = 0xFFFFFFFF;
+    }
 }
 
 // Writes what is queued, in as few gather writes as the buffer limit allows,
 // until done or the socket is full.
 inline void ws_server::write_out(ws_connection& c) {
-    if (!c.congested()) {  // caught up so far: the stall clock starts now, if at all
-        c.drained = ticks_;
-        c.unacked = 0xFFFFFFFF;
-    }
     while (gather(c)) {
         gather_.coalesce();
         boost::system::error_code ec;
         std::size_t const n = c.socket.write_some(gather_.buffers(), ec);
-        if (n > 0) c.drained = ticks_;
-        metrics_.bytes_out += n;
-        if (ec == ws_net::error::would_block) {
-            wait_writable(c);
-            return;
-        }
-        if (ec) {
-            finish(c, ec);
-            return;
-        }
-        bool const cut = n < gather_.bytes();
-        account(c, n);
-        if (cut) {
-            wait_writable(c);
+        if (auto const next = settle(c, n, ec); next != after_write::more) {
+            act(c, next, ec);
             return;
         }
     }
-    c.behind = false;  // all out
+    written_out(c);
+}
+
+// One write of what gather_ holds returned `written` bytes, or `ec`: accounts
+// for it, calling nothing back.
+inline ws_server::after_write ws_server::settle(ws_connection& c, std::size_t written,
+                                                boost::system::error_code const& ec) {
+    if (written > 0) c.drained = ticks_;
+    metrics_.bytes_out += written;
+    if (ec == ws_net::error::would_block) return after_write::wait;
+    if (ec) return after_write::failed;
+    bool const cut = written < gather_.bytes();
+    account(c, written);
+    return cut ? after_write::wait : after_write::more;
+}
+
+inline void ws_server::act(ws_connection& c, after_write next, boost::system::error_code const& ec) {
+    switch (next) {
+    case after_write::more: write_out(c); break;  // the rest, if any, then the end of the queue
+    case after_write::wait: wait_writable(c); break;
+    case after_write::failed: finish(c, ec); break;
+    }
+}
+
+// Everything queued is out.
+inline void ws_server::written_out(ws_connection& c) {
+    c.behind = false;
     if (c.state == ws_state::close_sent && c.peer_closed) {  // our answer to the peer's close is out
         finish(c, {});
         return;

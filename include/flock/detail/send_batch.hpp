@@ -1,0 +1,182 @@
+// Many connections' writes in one system call (io_uring).
+//
+// A flush writes each dirty connection once. Made one send() at a time, each
+// write pays a system call of its own, and on a virtual machine that entry
+// and exit is a good part of what a small loopback send costs the kernel.
+// Here a flush's small writes are copied into one arena, queued as io_uring
+// sends, and submitted with one io_uring_enter. MSG_DONTWAIT makes each send
+// complete during that call, as send() would: bytes taken, a short count, or
+// EAGAIN; nothing is left in flight once submit() returns, so the caller
+// handles each result as it would a send()'s.
+//
+// Built when FLOCK_WITH_IO_URING is defined (the build defines it when
+// liburing is found) and used when the kernel allows it (io_uring can be
+// disabled by sysctl or a seccomp filter); otherwise enabled() is false and
+// the server writes with send().
+#pragma once
+
+#include <boost/asio/error.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#if defined(FLOCK_WITH_IO_URING)
+#include <liburing.h>
+#endif
+
+namespace flk::detail {
+
+class send_batch {
+public:
+    /// Writes one submission carries at most.
+    static constexpr std::size_t capacity = 256;
+    /// Bytes of one write it takes at most; a larger write is made on its own.
+    static constexpr std::size_t max_write = 4096;
+
+    /// What one write did: `bytes` sent, or `ec` (would_block when the socket
+    /// took nothing).
+    struct result {
+        std::uint64_t tag;
+        std::size_t bytes;
+        boost::system::error_code ec;
+    };
+
+    send_batch() = default;
+    send_batch(send_batch const&) = delete;
+    send_batch& operator=(send_batch const&) = delete;
+    ~send_batch() { close(); }
+
+    /// Sets up the ring. False when this build or this kernel has no io_uring;
+    /// `why` then says which.
+    bool open(std::string& why) {
+#if defined(FLOCK_WITH_IO_URING)
+        if (enabled_) return true;
+        int const r = ::io_uring_queue_init(capacity, &ring_, 0);
+        if (r < 0) {
+            why = std::string("io_uring_setup: ") + std::strerror(-r);
+            return false;
+        }
+        arena_ = std::make_unique<char[]>(arena_bytes);
+        enabled_ = true;
+        return true;
+#else
+        why = "built without liburing";
+        return false;
+#endif
+    }
+
+    bool enabled() const noexcept { return enabled_; }
+    bool empty() const noexcept { return count_ == 0; }
+    /// True when a write of `bytes` may join a batch (a larger one is made on its own).
+    static constexpr bool fits(std::size_t bytes) noexcept { return bytes <= max_write; }
+    /// True when another write might not fit: submit() before adding one.
+    bool full() const noexcept { return count_ == capacity || used_ + max_write > arena_bytes; }
+
+    /// Queues a write of `buffers` (`bytes` in all, at most max_write; the
+    /// batch not full) to `fd`, copied, so they may change once this returns.
+    void add(int fd, std::span<iovec const> buffers, std::size_t bytes, std::uint64_t tag) noexcept {
+        char* const start = arena_.get() + used_;
+        char* out = start;
+        for (auto const& b : buffers) out = static_cast<char*>(std::memcpy(out, b.iov_base, b.iov_len)) + b.iov_len;
+        writes_[count_++] = {fd, start, bytes, tag};
+        used_ += bytes;
+    }
+
+    /// Sends everything queued and returns each write's result, in the order
+    /// queued (valid until the next submit).
+    std::span<result const> submit() noexcept {
+        std::size_t const n = std::exchange(count_, 0);
+        used_ = 0;
+        if (n > 0) send_all(n);
+        return {results_.data(), n};
+    }
+
+private:
+    struct queued_write {
+        int fd;
+        char const* data;
+        std::size_t size;
+        std::uint64_t tag;
+    };
+    static constexpr std::size_t arena_bytes = 64 * 1024;
+
+    static boost::system::error_code error_of(int e) noexcept {
+        if (e == EAGAIN || e == EWOULDBLOCK) return boost::asio::error::would_block;
+        return {e, boost::system::system_category()};
+    }
+
+    void set_result(std::size_t i, long r) noexcept {
+        results_[i].tag = writes_[i].tag;
+        results_[i].bytes = r > 0 ? static_cast<std::size_t>(r) : 0;
+        results_[i].ec = r >= 0 ? boost::system::error_code() : error_of(static_cast<int>(-r));
+    }
+
+    // One send() each: when the ring cannot take the batch.
+    void send_each(std::size_t n) noexcept {
+        for (std::size_t i = 0; i < n; ++i) {
+            ssize_t r;
+            do r = ::send(writes_[i].fd, writes_[i].data, writes_[i].size, MSG_NOSIGNAL | MSG_DONTWAIT);
+            while (r < 0 && errno == EINTR);
+            set_result(i, r < 0 ? -errno : r);
+        }
+    }
+
+#if defined(FLOCK_WITH_IO_URING)
+    void send_all(std::size_t n) noexcept {
+        for (std::size_t i = 0; i < n; ++i) {
+            io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);  // never null: the ring holds `capacity`
+            ::io_uring_prep_send(sqe, writes_[i].fd, writes_[i].data, writes_[i].size, MSG_NOSIGNAL | MSG_DONTWAIT);
+            ::io_uring_sqe_set_data64(sqe, i);
+        }
+        int r;
+        do r = ::io_uring_submit_and_wait(&ring_, static_cast<unsigned>(n));
+        while (r == -EINTR);
+        if (r < 0 && ::io_uring_sq_ready(&ring_) == n) {
+            // The ring took nothing (say ENOMEM): from now on, send() (the
+            // server sees enabled() turn false and says so).
+            close();
+            send_each(n);
+            return;
+        }
+        // Each send completed in the submit (MSG_DONTWAIT); a wait covers a
+        // completion the kernel had not posted yet.
+        for (std::size_t seen = 0; seen < n;) {
+            io_uring_cqe* cqe = nullptr;
+            if (::io_uring_wait_cqe(&ring_, &cqe) < 0) continue;
+            set_result(static_cast<std::size_t>(::io_uring_cqe_get_data64(cqe)), cqe->res);
+            ::io_uring_cqe_seen(&ring_, cqe);
+            ++seen;
+        }
+    }
+
+    void close() noexcept {
+        if (enabled_) ::io_uring_queue_exit(&ring_);
+        enabled_ = false;
+    }
+
+    io_uring ring_{};
+#else
+    void send_all(std::size_t n) noexcept { send_each(n); }
+    void close() noexcept {}
+#endif
+
+    bool enabled_ = false;
+    std::unique_ptr<char[]> arena_;
+    std::size_t used_ = 0;
+    std::size_t count_ = 0;
+    std::array<queued_write, capacity> writes_{};
+    std::array<result, capacity> results_{};
+};
+
+}  // namespace flk::detail
