@@ -15,6 +15,9 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
 #include <chrono>
 #include <condition_variable>
@@ -1130,6 +1133,98 @@ BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order_through_io_uring) {
 
 BOOST_AUTO_TEST_CASE(a_slow_reader_gets_every_frame_in_order_with_send) {
     a_slow_reader_gets_every_frame_in_order(false);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The batch under the flush, on its own: each write's result is what a
+// send() of it would have returned.
+BOOST_AUTO_TEST_SUITE(send_batch_suite)
+
+struct socket_pair {
+    int ends[2] = {-1, -1};
+    socket_pair() { BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, ends) == 0); }
+    ~socket_pair() {
+        for (int fd : ends)
+            if (fd >= 0) ::close(fd);
+    }
+    std::string drain() {
+        std::string got;
+        char buf[4096];
+        for (ssize_t n; (n = ::read(ends[1], buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+        return got;
+    }
+};
+
+inline std::span<iovec const> pieces(std::vector<iovec>& v) { return {v.data(), v.size()}; }
+
+BOOST_AUTO_TEST_CASE(each_write_reports_what_a_send_would_have) {
+    flk::detail::send_batch batch;
+    std::string why;
+    if (!batch.open(why)) {
+        BOOST_TEST_MESSAGE("io_uring is unavailable here (" << why << "): nothing to test");
+        return;
+    }
+    socket_pair healthy, full, gone;
+    std::string const filler(65536, 'f');  // fill `full` until its peer's buffer takes nothing more
+    while (::send(full.ends[0], filler.data(), filler.size(), MSG_DONTWAIT) > 0) {}
+    ::close(std::exchange(gone.ends[1], -1));  // nobody reads `gone` any more
+
+    std::string hello = "hel", lo = "lo";
+    std::vector<iovec> two{{hello.data(), hello.size()}, {lo.data(), lo.size()}};
+    std::string x = "x";
+    std::vector<iovec> one{{x.data(), x.size()}};
+    batch.add(healthy.ends[0], pieces(two), 5, 11);
+    batch.add(full.ends[0], pieces(one), 1, 22);
+    batch.add(gone.ends[0], pieces(one), 1, 33);
+    hello = "XXX";  // copied when added: what was queued goes out
+    auto const results = batch.submit();
+
+    BOOST_REQUIRE(results.size() == 3u);
+    BOOST_TEST(results[0].tag == 11u);
+    BOOST_TEST(results[0].bytes == 5u);
+    BOOST_TEST(!results[0].ec);
+    BOOST_TEST(results[1].tag == 22u);
+    BOOST_TEST(results[1].bytes == 0u);
+    BOOST_TEST((results[1].ec == boost::asio::error::would_block));
+    BOOST_TEST(results[2].tag == 33u);
+    BOOST_TEST((results[2].ec == boost::system::errc::broken_pipe), results[2].ec.message());  // and no SIGPIPE
+    BOOST_TEST(healthy.drain() == "hello");
+    BOOST_TEST(batch.empty());
+}
+
+BOOST_AUTO_TEST_CASE(the_batch_is_full_at_its_capacity_or_when_a_largest_write_might_not_fit) {
+    flk::detail::send_batch batch;
+    std::string why;
+    if (!batch.open(why)) {
+        BOOST_TEST_MESSAGE("io_uring is unavailable here (" << why << "): nothing to test");
+        return;
+    }
+    socket_pair p;
+    std::string byte = "b";
+    std::vector<iovec> one{{byte.data(), 1}};
+    std::size_t added = 0;
+    while (!batch.full()) {
+        batch.add(p.ends[0], pieces(one), 1, added);
+        ++added;
+    }
+    BOOST_TEST(added == flk::detail::send_batch::capacity);
+    auto const results = batch.submit();
+    BOOST_REQUIRE(results.size() == added);
+    for (std::size_t i = 0; i < added; ++i) BOOST_TEST(results[i].tag == i);
+    BOOST_TEST(p.drain() == std::string(added, 'b'));
+
+    std::string big(flk::detail::send_batch::max_write, 'B');
+    std::vector<iovec> whole{{big.data(), big.size()}};
+    BOOST_TEST(flk::detail::send_batch::fits(big.size()));
+    BOOST_TEST(!flk::detail::send_batch::fits(big.size() + 1));
+    added = 0;
+    while (!batch.full()) {
+        batch.add(p.ends[0], pieces(whole), big.size(), added);
+        ++added;
+    }
+    BOOST_TEST(added < flk::detail::send_batch::capacity);  // the bytes ran out first
+    BOOST_TEST(batch.submit().size() == added);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
