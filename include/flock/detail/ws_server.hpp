@@ -955,8 +955,9 @@ inline void ws_server::flush_dirty() {
 // nothing changes a queued connection before its result is accounted for.
 inline void ws_server::queue_write(ws_connection& c) {
     if (!gather(c) || !batch_.fits(gather_.bytes())) {  // nothing to write (a close may end it), or too much
+        connection_id const id = c.id;
         submit_writes();
-        write_out(c);
+        if (auto* still = find(id)) write_out(*still);  // the batch's results are handled: look again
         return;
     }
     batch_.add(c.socket.native_handle(), gather_.buffers(), gather_.bytes(), c.id);
