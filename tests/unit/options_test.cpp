@@ -139,6 +139,8 @@ BOOST_AUTO_TEST_CASE(empty_variables_keep_the_default) {
     BOOST_TEST(!o.demo);          // production servers do not serve the demo page
     BOOST_TEST((!env{{{"FLOCK_DEMO", "false"}}}.read().demo));
     BOOST_TEST((env{{{"FLOCK_DEMO", "true"}}}.read().demo));
+    BOOST_TEST(o.io_uring);  // writes batched where the kernel allows it
+    BOOST_TEST((!env{{{"FLOCK_IO_URING", "0"}}}.read().io_uring));
 }
 
 BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
@@ -161,6 +163,7 @@ BOOST_AUTO_TEST_CASE(invalid_values_name_the_variable) {
     check("FLOCK_THREADS", "all");
     check("FLOCK_THREADS", "5000");
     check("FLOCK_DEMO", "yes");
+    check("FLOCK_IO_URING", "off");
 }
 
 BOOST_AUTO_TEST_CASE(metrics_settings) {
