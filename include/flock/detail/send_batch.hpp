@@ -15,7 +15,8 @@
 // the server writes with send().
 #pragma once
 
-#include <boost/asio/error.hpp>
+#include <flock/detail/ws_poller.hpp>
+
 #include <boost/system/error_code.hpp>
 
 #include <array>
@@ -111,15 +112,10 @@ private:
     };
     static constexpr std::size_t arena_bytes = 64 * 1024;
 
-    static boost::system::error_code error_of(int e) noexcept {
-        if (e == EAGAIN || e == EWOULDBLOCK) return boost::asio::error::would_block;
-        return {e, boost::system::system_category()};
-    }
-
     void set_result(std::size_t i, long r) noexcept {
         results_[i].tag = writes_[i].tag;
         results_[i].bytes = r > 0 ? static_cast<std::size_t>(r) : 0;
-        results_[i].ec = r >= 0 ? boost::system::error_code() : error_of(static_cast<int>(-r));
+        results_[i].ec = r >= 0 ? boost::system::error_code() : socket_error(static_cast<int>(-r));
     }
 
     // One send() each: when the ring cannot take the batch.

@@ -34,6 +34,13 @@
 
 namespace flk::detail {
 
+/// What a failed socket call's errno means to the server: would_block when
+/// the socket cannot take or give bytes now, else the system error.
+inline boost::system::error_code socket_error(int e) noexcept {
+    if (e == EAGAIN || e == EWOULDBLOCK) return boost::asio::error::would_block;
+    return {e, boost::system::system_category()};
+}
+
 /// An upgraded connection's socket: a non-blocking descriptor that flock
 /// reads and writes with plain system calls. Closing it also takes it out of
 /// the epoll set.
@@ -67,7 +74,7 @@ public:
             }
             if (n == 0) ec = boost::asio::error::eof;
             else if (errno == EINTR) continue;
-            else ec = last_error();
+            else ec = socket_error(errno);
             return 0;
         }
     }
@@ -87,7 +94,7 @@ public:
                 return static_cast<std::size_t>(n);
             }
             if (errno == EINTR) continue;
-            ec = last_error();
+            ec = socket_error(errno);
             return 0;
         }
     }
@@ -99,12 +106,6 @@ public:
     }
 
 private:
-    static boost::system::error_code last_error() noexcept {
-        int const e = errno;
-        if (e == EAGAIN || e == EWOULDBLOCK) return boost::asio::error::would_block;
-        return {e, boost::system::system_category()};
-    }
-
     int fd_ = -1;
 };
 
