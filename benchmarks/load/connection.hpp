@@ -488,7 +488,7 @@ private:
 
     void close_socket() {
         if (state_ == state::joining || state_ == state::joined) --ctx_.open;
-        if (state_ == state::joined) --ctx_.joined;
+        if (state_ == state::joined && !churner_) --ctx_.joined;  // churning users are not counted (on_joined)
         state_ = state::closed;
         sock_.close();  // which also takes it out of the poller's set
         boost::system::error_code ec;

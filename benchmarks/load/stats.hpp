@@ -140,7 +140,7 @@ struct worker_stats {
 /// What a worker shows the live display, refreshed every 100 ms.
 struct worker_progress {
     std::atomic<std::uint64_t> open{0};    ///< upgraded, not closed
-    std::atomic<std::uint64_t> joined{0};  ///< join:ack received, not closed
+    std::atomic<std::uint64_t> joined{0};  ///< measured users: join:ack received, not closed
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> unsettled{0};  ///< neither joined nor failed yet, incl. not opened
     std::atomic<std::uint64_t> sent{0};
