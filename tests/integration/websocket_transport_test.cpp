@@ -1193,6 +1193,41 @@ BOOST_AUTO_TEST_CASE(each_write_reports_what_a_send_would_have) {
     BOOST_TEST(batch.empty());
 }
 
+// A kernel whose io_uring cannot send (Linux 5.1 to 5.5) refuses a send, and
+// stops taking the batch there. Every write still goes out once, and the
+// batch makes the later ones with send().
+BOOST_AUTO_TEST_CASE(a_send_the_ring_refuses_goes_out_with_send_and_so_does_the_rest_of_the_batch) {
+    flk::detail::send_batch batch;
+    std::string why;
+    bool const opened = batch.open(why);
+    if (!flk_test::prerequisite(opened, "send_batch_suite", "no io_uring here: " + why)) return;
+    std::array<socket_pair, 4> peers;
+    std::array<std::string, 4> bytes{"zero", "one", "two", "three"};
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+        std::vector<iovec> one{{bytes[i].data(), bytes[i].size()}};
+        batch.add(peers[i].ends[0], pieces(one), bytes[i].size(), 100 + i);
+    }
+    batch.refuse_in_next_submit(1);
+    auto const results = batch.submit();
+
+    BOOST_REQUIRE(results.size() == peers.size());
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+        BOOST_TEST(results[i].tag == 100 + i);
+        BOOST_TEST(results[i].bytes == bytes[i].size());
+        BOOST_TEST(!results[i].ec, results[i].ec.message());
+        BOOST_TEST(peers[i].drain() == bytes[i]);  // once: not by the ring and again by send()
+    }
+    BOOST_TEST(!batch.enabled());  // send() from now on; the server logs it
+
+    std::string later = "later";
+    std::vector<iovec> one{{later.data(), later.size()}};
+    batch.add(peers[0].ends[0], pieces(one), later.size(), 7);
+    auto const after = batch.submit();
+    BOOST_REQUIRE(after.size() == 1u);
+    BOOST_TEST(after[0].bytes == later.size());
+    BOOST_TEST(peers[0].drain() == later);
+}
+
 BOOST_AUTO_TEST_CASE(the_batch_is_full_at_its_capacity_or_when_a_largest_write_might_not_fit) {
     flk::detail::send_batch batch;
     std::string why;
