@@ -1193,9 +1193,10 @@ BOOST_AUTO_TEST_CASE(each_write_reports_what_a_send_would_have) {
     BOOST_TEST(batch.empty());
 }
 
-// A kernel whose io_uring cannot send (Linux 5.1 to 5.5) refuses a send, and
-// stops taking the batch there. Every write still goes out once, and the
-// batch makes the later ones with send().
+// A ring that refuses a send stops taking the batch there (as Linux 5.1 to
+// 5.5 would refuse every send, had open() not probed for it, and as any kernel
+// short of memory may stop). Every write still goes out once: the refused one
+// and those after it with send(), which the batch uses from then on.
 BOOST_AUTO_TEST_CASE(a_send_the_ring_refuses_goes_out_with_send_and_so_does_the_rest_of_the_batch) {
     flk::detail::send_batch batch;
     std::string why;
